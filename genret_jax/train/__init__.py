@@ -1,0 +1,1 @@
+"""genret_jax.train."""
