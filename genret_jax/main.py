@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from absl import app, flags, logging
+import ml_collections
 from ml_collections import config_flags
 
 from genret_jax.errors import GenRetError
@@ -35,6 +36,30 @@ def run(config, workdir: str, mode: str) -> None:
   pipeline.run(config, workdir, mode)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with config problems reported as one line and exit 2.
+
+  ml_collections raises KeyError/AttributeError for an unknown `--config.key`
+  override and absl a flags.Error for a malformed value; an unloadable config
+  file surfaces when its value is first read.
+  """
+  try:
+    rest = flags.FLAGS(argv)
+    if not isinstance(_CONFIG.value, ml_collections.ConfigDict):
+      _CONFIG.value.keys()  # an unloadable config file: raises its load error
+    return rest
+  except flags.Error as e:
+    print(f"error: {e}", file=sys.stderr)
+  except (KeyError, AttributeError) as e:
+    key = next((a.split("=", 1)[0][len("--config."):] for a in argv
+                if a.startswith("--config.") and str(e).strip("\"'") in a), str(e))
+    print(f"error: unknown config key config.{key}", file=sys.stderr)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f"error: cannot load --config={flags.FLAGS['config'].config_filename}: "
+          f"{' '.join(str(e).split())}", file=sys.stderr)
+  sys.exit(2)
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -47,4 +72,4 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,37 @@
+"""The entry point rejects bad configs with one line and a non-zero exit, before any work."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _main(tmp_path, *args):
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  return subprocess.run([sys.executable, "-m", "genret_jax.main", f"--workdir={tmp_path}/w", *args],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("--config.data.bogus=1", "error: unknown config key config.data.bogus"),
+    ("--config.nosuchblock.x=1", "error: unknown config key config.nosuchblock.x"),
+    ("--config.data.max_history=abc", "--config.data.max_history=abc"),
+])
+def test_bad_override_is_one_line_error(tmp_path, override, expected):
+  r = _main(tmp_path, "--config=configs/joint.py", override, "--mode=prepare")
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1, r.stderr
+  assert expected in lines[0]
+  assert not os.path.exists(tmp_path / "w")  # nothing written
+
+
+def test_missing_config_file(tmp_path):
+  r = _main(tmp_path, "--config=configs/does_not_exist.py", "--mode=prepare")
+  assert r.returncode == 2
+  lines = r.stderr.strip().splitlines()
+  assert len(lines) == 1 and "configs/does_not_exist.py" in lines[0], r.stderr
+  assert not os.path.exists(tmp_path / "w")
