@@ -22,6 +22,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/genret", "Where everything is written.")
 _MODE = flags.DEFINE_enum("mode", "all", ["prepare", "ids", "train", "eval", "all"],
                           "Which step(s) to run.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "jax.distributed: auto = when the flags below are given or a Slurm/MPI/TPU-pod "
+    "launch is detected; on = always; off = never.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def _hide_gpus_from_tensorflow() -> None:
@@ -31,8 +38,11 @@ def _hide_gpus_from_tensorflow() -> None:
 
 
 def run(config, workdir: str, mode: str) -> None:
-  from genret_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from genret_jax import distributed, pipeline  # pylint: disable=g-import-not-at-top
   _hide_gpus_from_tensorflow()
+  distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
+  distributed.check_same_config(config)
   pipeline.run(config, workdir, mode)
 
 
