@@ -1,0 +1,1 @@
+"""Recommendation baselines: popularity and SASRec (also the source of collaborative item embeddings)."""

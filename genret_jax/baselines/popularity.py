@@ -1,0 +1,24 @@
+"""Pop_R: rank every item by its number of TRAIN rec interactions."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from genret_jax.baselines import ranking
+from genret_jax.data.schema import REC, Events
+from genret_jax.data.splits import TRAIN
+
+
+def popularity_scores(events: Events, split: np.ndarray, num_items: int) -> np.ndarray:
+  """float64[num_items]: TRAIN rec interaction counts."""
+  keep = (events.behaviour == REC) & (split == TRAIN)
+  return np.bincount(events.item[keep], minlength=num_items).astype(np.float64)
+
+
+def evaluate(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+  """Full-ranking metrics of a fixed score vector for every target item."""
+  ordered = np.sort(scores)
+  ranks = len(scores) - np.searchsorted(ordered, scores[targets], side="right")
+  return ranking.metrics_from_ranks(ranks, ks)
