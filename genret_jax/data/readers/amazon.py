@@ -114,7 +114,7 @@ def read_amazon_sequential(sequence_file: str | pathlib.Path,
     lines.append(n)
   lines = np.asarray(lines, np.int64)
   user_arr = np.asarray(users, dtype=object)
-  _check_unique_users(seq_path, user_arr, lines)
+  common.check_unique(seq_path, user_arr, lines, "user_id", what="user id")
   lengths = np.asarray([len(t) for t in toks], np.int64)
   flat = np.asarray([t for ts in toks for t in ts], dtype=object)
   row = np.repeat(np.arange(len(toks)), lengths)
@@ -134,14 +134,6 @@ def read_amazon_sequential(sequence_file: str | pathlib.Path,
 
 def _all_int(keys: np.ndarray) -> bool:
   return all(k.isdigit() for k in keys)
-
-
-def _check_unique_users(path: str, users: np.ndarray, lines: np.ndarray) -> None:
-  try:
-    common.check_unique(path, users, lines, "user_id")
-  except DataError as e:
-    raise DataError(path, e.message.replace("duplicate item id", "duplicate user id"),
-                    line=e.line, field="user_id") from None
 
 
 # ----------------------------------------------------------------------------- raw McAuley

@@ -92,21 +92,20 @@ def make_events(user_keys: np.ndarray, item: np.ndarray, timestamp: np.ndarray,
       synthetic_time=synthetic_time)
 
 
-def check_unique(path: str, keys: np.ndarray, lines: np.ndarray, field: str) -> None:
-  """DataError at the first repeated key (naming both lines)."""
+def check_unique(path: str, keys: np.ndarray, lines: np.ndarray, field: str,
+                 what: str = "item id") -> None:
+  """DataError at the first repeated key, naming the line of its first use."""
   keys = np.asarray(keys, dtype=object).astype(str)
   if keys.size == 0:
     return
-  _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-  if np.all(counts == 1):
-    return
   order = np.argsort(keys, kind="stable")
   s = keys[order]
-  dup = np.nonzero(s[1:] == s[:-1])[0]
-  rows = order[dup + 1]
-  row = int(rows.min())
+  repeat = np.nonzero(s[1:] == s[:-1])[0]
+  if repeat.size == 0:
+    return
+  row = int(order[repeat + 1].min())
   first_row = int(np.nonzero(keys == keys[row])[0][0])
-  raise DataError(path, f"duplicate item id {keys[row]!r} (first at line "
+  raise DataError(path, f"duplicate {what} {str(keys[row])!r} (first at line "
                   f"{int(lines[first_row])})", line=int(lines[row]), field=field)
 
 
