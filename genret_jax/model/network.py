@@ -1,0 +1,310 @@
+"""T5 v1.1 / Flan-T5 encoder-decoder in flax.linen (T5X conventions).
+
+Shapes: B batch, S encoder length, T decoder length, E emb_dim, V vocab_size.
+Token 0 is padding (masked everywhere) and the decoder's BOS: decoder inputs
+are the targets shifted right with 0 in front. Packing follows T5X: segment ids
+(1, 2, ... per example, 0 = padding) restrict attention to one segment, and
+positions restart at 0 in each segment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from genret_jax.model import attention as attn
+from genret_jax.model import layers
+
+Array = jax.Array
+
+VOCAB_MULTIPLE = 128
+
+
+def pad_vocab_size(vocab_size: int, multiple: int = VOCAB_MULTIPLE) -> int:
+  """Rounds a vocabulary size up to a multiple of `multiple` (TPU/GPU friendly)."""
+  if vocab_size <= 0:
+    raise ValueError(f"vocab_size must be positive, got {vocab_size}")
+  return -(-vocab_size // multiple) * multiple
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+  """Hyper-parameters of the network. `vocab_size` is already padded.
+
+  `dtype` is the activation dtype (float32 or bfloat16); parameters are float32.
+  `logits_via_embedding` ties the output head to the token embedding, with
+  the decoder output scaled by 1/sqrt(emb_dim) as in the original T5.
+  """
+  vocab_size: int
+  emb_dim: int = 512
+  num_heads: int = 8
+  head_dim: int = 64
+  mlp_dim: int = 2048
+  num_encoder_layers: int = 6
+  num_decoder_layers: int = 6
+  relative_attention_num_buckets: int = 32
+  relative_attention_max_distance: int = 128
+  dropout_rate: float = 0.1
+  dtype: Any = jnp.float32
+  logits_via_embedding: bool = False
+  mlp_activations: Sequence[str] = ("gelu", "linear")
+  layer_norm_epsilon: float = 1e-6
+
+
+# T5 v1.1 / Flan-T5 dimensions; `tiny` is for tests (4 heads and mlp 64 split
+# evenly over a model axis of up to 4 devices).
+_SIZES: dict[str, dict[str, int]] = {
+    "tiny": dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64,
+                 num_encoder_layers=2, num_decoder_layers=2),
+    "small": dict(emb_dim=512, num_heads=6, head_dim=64, mlp_dim=1024,
+                  num_encoder_layers=8, num_decoder_layers=8),
+    "base": dict(emb_dim=768, num_heads=12, head_dim=64, mlp_dim=2048,
+                 num_encoder_layers=12, num_decoder_layers=12),
+    "large": dict(emb_dim=1024, num_heads=16, head_dim=64, mlp_dim=2816,
+                  num_encoder_layers=24, num_decoder_layers=24),
+}
+SIZES = tuple(_SIZES)
+
+
+def t5_config(size: str, vocab_size: int, **overrides: Any) -> T5Config:
+  """The T5Config of a named size with `vocab_size` padded to a multiple of 128.
+
+  Args:
+    size: one of SIZES (tiny, small, base, large).
+    vocab_size: the real vocabulary size (text pieces + extra tokens).
+    **overrides: any T5Config field (e.g. dtype, dropout_rate).
+  """
+  if size not in _SIZES:
+    raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+  fields = {f.name for f in dataclasses.fields(T5Config)}
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ValueError(f"unknown T5Config fields {unknown}")
+  kwargs = dict(_SIZES[size])
+  kwargs.update(overrides)
+  return T5Config(vocab_size=pad_vocab_size(vocab_size), **kwargs)
+
+
+def _positions_or_arange(positions: Array | None, length: int) -> Array:
+  """[B, L] positions, or [1, L] 0..L-1 when None."""
+  if positions is None:
+    return jnp.arange(length, dtype=jnp.int32)[None, :]
+  return positions.astype(jnp.int32)
+
+
+class EncoderLayer(nn.Module):
+  """Pre-norm self-attention + gated MLP, each with a residual and dropout."""
+  config: T5Config
+
+  @nn.compact
+  def __call__(self, x: Array, mask: Array, bias: Array, deterministic: bool) -> Array:
+    cfg = self.config
+    dropout = lambda: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # noqa: E731
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_attention_layer_norm")(x)
+    y = attn.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate, name="attention")(
+            y, y, mask, bias, deterministic=deterministic)
+    x = x + dropout()(y, deterministic=deterministic)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, cfg.dtype,
+                        name="mlp")(y, deterministic=deterministic)
+    x = x + dropout()(y, deterministic=deterministic)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class DecoderLayer(nn.Module):
+  """Pre-norm causal self-attention, cross-attention and gated MLP."""
+  config: T5Config
+  relative_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, x: Array, encoded: Array, self_mask: Array | None, self_bias: Array | None,
+               cross_mask: Array, deterministic: bool, decode: bool) -> Array:
+    cfg = self.config
+    dropout = lambda: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # noqa: E731
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype,
+                         name="pre_self_attention_layer_norm")(x)
+    y = attn.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate,
+        relative_embedding=self.relative_embedding, name="self_attention")(
+            y, y, self_mask, self_bias, decode=decode, deterministic=deterministic)
+    x = x + dropout()(y, deterministic=deterministic)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype,
+                         name="pre_cross_attention_layer_norm")(x)
+    y = attn.MultiHeadDotProductAttention(
+        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate,
+        name="encoder_decoder_attention")(y, encoded, cross_mask, None,
+                                          deterministic=deterministic)
+    x = x + dropout()(y, deterministic=deterministic)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_mlp_layer_norm")(x)
+    y = layers.MlpBlock(cfg.mlp_dim, cfg.mlp_activations, cfg.dropout_rate, cfg.dtype,
+                        name="mlp")(y, deterministic=deterministic)
+    x = x + dropout()(y, deterministic=deterministic)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class Encoder(nn.Module):
+  """Token embeddings -> N EncoderLayers -> final layer norm."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, tokens: Array, mask: Array, positions: Array | None,
+               deterministic: bool) -> Array:
+    """tokens int32[B, S], mask [B, 1, S, S] -> dtype[B, S, E]."""
+    cfg = self.config
+    rel_emb = layers.RelativePositionBiases(
+        cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
+        cfg.dtype, name="relpos_bias")
+    pos = _positions_or_arange(positions, tokens.shape[1])
+    bias = rel_emb(pos, pos, bidirectional=True)
+    x = self.shared_embedding(tokens.astype(jnp.int32))
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    x = nn.with_logical_constraint(x.astype(cfg.dtype), ("batch", "length", "embed"))
+    for i in range(cfg.num_encoder_layers):
+      x = EncoderLayer(cfg, name=f"layers_{i}")(x, mask, bias, deterministic)
+    x = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="encoder_norm")(x)
+    x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+
+
+class Decoder(nn.Module):
+  """Token embeddings -> N DecoderLayers -> final norm -> float32 logits."""
+  config: T5Config
+  shared_embedding: nn.Module
+
+  @nn.compact
+  def __call__(self, encoded: Array, tokens: Array, self_mask: Array | None,
+               cross_mask: Array, positions: Array | None, deterministic: bool,
+               decode: bool) -> Array:
+    """encoded [B, S, E], tokens int32[B, T] -> float32[B, T, V].
+
+    In a cached decoding step (decode=True, T == 1, cache initialised) the
+    self-attention mask and relative bias come from each layer's cache_index.
+    """
+    cfg = self.config
+    rel_emb = layers.RelativePositionBiases(
+        cfg.relative_attention_num_buckets, cfg.relative_attention_max_distance, cfg.num_heads,
+        cfg.dtype, name="relpos_bias")
+    cached_step = decode and self.has_variable("cache", "layers_0")
+    if cached_step:
+      self_bias = None
+    else:
+      pos = _positions_or_arange(positions, tokens.shape[1])
+      self_bias = rel_emb(pos, pos, bidirectional=False)
+    y = self.shared_embedding(tokens.astype(jnp.int32))
+    y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    y = nn.with_logical_constraint(y.astype(cfg.dtype), ("batch", "length", "embed"))
+    for i in range(cfg.num_decoder_layers):
+      y = DecoderLayer(cfg, relative_embedding=rel_emb, name=f"layers_{i}")(
+          y, encoded, self_mask, self_bias, cross_mask, deterministic, decode)
+    y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="decoder_norm")(y)
+    y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
+    if cfg.logits_via_embedding:
+      logits = self.shared_embedding.attend(y) / jnp.sqrt(jnp.asarray(cfg.emb_dim, cfg.dtype))
+    else:
+      logits = layers.DenseGeneral(cfg.vocab_size, dtype=cfg.dtype,
+                                   kernel_axes=("embed", "vocab"), name="logits_dense")(y)
+    logits = nn.with_logical_constraint(logits, ("batch", "length", "vocab"))
+    return logits.astype(jnp.float32)
+
+
+class Transformer(nn.Module):
+  """The T5 encoder-decoder. See the module docstring for token conventions."""
+  config: T5Config
+
+  def setup(self):
+    cfg = self.config
+    self.shared_embedding = layers.Embed(cfg.vocab_size, cfg.emb_dim, cfg.dtype,
+                                         name="token_embedder")
+    self.encoder = Encoder(cfg, self.shared_embedding)
+    self.decoder = Decoder(cfg, self.shared_embedding)
+
+  def encode(self, encoder_input_tokens: Array, encoder_segment_ids: Array | None = None,
+             encoder_positions: Array | None = None, *, enable_dropout: bool = True) -> Array:
+    """int32[B, S] -> dtype[B, S, E]. Pad positions (token 0) are masked."""
+    cfg = self.config
+    valid = encoder_input_tokens > 0
+    mask = attn.make_attention_mask(valid, valid, jnp.logical_and, dtype=cfg.dtype)
+    if encoder_segment_ids is not None:
+      mask = attn.combine_masks(mask, attn.make_attention_mask(
+          encoder_segment_ids, encoder_segment_ids, jnp.equal, dtype=cfg.dtype), dtype=cfg.dtype)
+    return self.encoder(encoder_input_tokens, mask, encoder_positions,
+                        deterministic=not enable_dropout)
+
+  def decode(self, encoded: Array, encoder_input_tokens: Array, decoder_input_tokens: Array,
+             decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
+             decoder_segment_ids: Array | None = None, decoder_positions: Array | None = None,
+             *, enable_dropout: bool = True, decode: bool = False,
+             max_decode_length: int | None = None) -> Array:
+    """Decoder logits float32[B, T, V].
+
+    Args:
+      encoded: dtype[B, S, E] from `encode`.
+      encoder_input_tokens: int32[B, S] (for the cross-attention padding mask).
+      decoder_input_tokens: int32[B, T], targets shifted right (0 = BOS).
+      decoder_target_tokens: int32[B, T]; 0 marks padding (masked). In cached
+        decoding only its shape matters.
+      decode: use the KV cache. With an initialised cache T must be 1 and the
+        token is placed at the cache's `cache_index`; without one (init) the
+        cache variables are created with length T.
+      max_decode_length: accepted for T5X compatibility; the cache length
+        is fixed by `init_cache`.
+    """
+    del max_decode_length  # the cache carries its own length.
+    cfg = self.config
+    cached_step = decode and self.has_variable("cache", "decoder")
+    if cached_step:
+      # Every cached position is a real token; each layer's cache masks the future.
+      self_mask = None
+      cross_mask = attn.make_attention_mask(jnp.ones_like(decoder_target_tokens) > 0,
+                                            encoder_input_tokens > 0, jnp.logical_and,
+                                            dtype=cfg.dtype)
+    else:
+      self_mask = attn.make_decoder_mask(decoder_target_tokens, cfg.dtype, decoder_segment_ids)
+      cross_mask = attn.make_attention_mask(decoder_target_tokens > 0, encoder_input_tokens > 0,
+                                            jnp.logical_and, dtype=cfg.dtype)
+    if encoder_segment_ids is not None and decoder_segment_ids is not None:
+      cross_mask = attn.combine_masks(cross_mask, attn.make_attention_mask(
+          decoder_segment_ids, encoder_segment_ids, jnp.equal, dtype=cfg.dtype), dtype=cfg.dtype)
+    return self.decoder(encoded, decoder_input_tokens, self_mask, cross_mask, decoder_positions,
+                        deterministic=not enable_dropout, decode=decode)
+
+  def __call__(self, encoder_input_tokens: Array, decoder_input_tokens: Array,
+               decoder_target_tokens: Array, encoder_segment_ids: Array | None = None,
+               decoder_segment_ids: Array | None = None, encoder_positions: Array | None = None,
+               decoder_positions: Array | None = None, *, enable_dropout: bool = True,
+               decode: bool = False) -> Array:
+    """Teacher-forced logits float32[B, T, V] (see `encode` and `decode`)."""
+    encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions,
+                          enable_dropout=enable_dropout)
+    return self.decode(encoded, encoder_input_tokens, decoder_input_tokens,
+                       decoder_target_tokens, encoder_segment_ids, decoder_segment_ids,
+                       decoder_positions, enable_dropout=enable_dropout, decode=decode)
+
+
+def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
+               encoder_length: int) -> Any:
+  """A zero KV cache for `batch_size` sequences of up to `max_decode_length` tokens.
+
+  Returns the 'cache' collection: per decoder layer `self_attention/
+  {cached_key, cached_value}` dtype[batch, max_decode_length, H, D] and
+  `cache_index` int32[] (0). No parameters are computed (jax.eval_shape).
+  Use with `module.apply({'params': p, 'cache': c}, ..., decode=True,
+  mutable=['cache'], method=Transformer.decode)` on one token at a time.
+  """
+  enc = jnp.ones((batch_size, encoder_length), jnp.int32)
+  dec = jnp.ones((batch_size, max_decode_length), jnp.int32)
+
+  def _init():
+    return module.init(jax.random.PRNGKey(0), enc, dec, dec, enable_dropout=False, decode=True)
+
+  shapes = jax.eval_shape(_init)["cache"]
+  return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
