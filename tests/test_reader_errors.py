@@ -344,3 +344,15 @@ def test_unreachable_kl():
   with pytest.raises(ConfigError) as e:
     readers.load_raw(c)
   assert str(e.value).startswith("config.data.simulator.popularity_kl: ")
+
+
+@pytest.mark.parametrize("newline,blank", [("\n", False), ("\r\n", False), ("\n", True)])
+def test_line_numbers_with_crlf_and_blank_lines(tmp_path, newline, blank):
+  rows = ["userId,movieId,rating,timestamp", "1,1,4.0,100", "1,2,3.0,200"]
+  if blank:
+    rows.insert(2, "")
+  rows.append("1,1,4.0,soon")
+  d = movielens(tmp_path, ratings=newline.join(rows) + newline)
+  line = 5 if blank else 4
+  expect(DataError, lambda: load("movielens", d), f"{d / 'ratings.csv'}:{line}", "timestamp",
+         "not an integer timestamp: 'soon'")
