@@ -356,3 +356,13 @@ def test_line_numbers_with_crlf_and_blank_lines(tmp_path, newline, blank):
   line = 5 if blank else 4
   expect(DataError, lambda: load("movielens", d), f"{d / 'ratings.csv'}:{line}", "timestamp",
          "not an integer timestamp: 'soon'")
+
+
+def test_empty_generic_files(tmp_path):
+  d = generic(tmp_path, [], EVENTS)
+  expect(DataError, lambda: load("generic", d), f"{d / 'items.jsonl'}:1", "no rows")
+  d2 = tmp_path / "csv"
+  d2.mkdir()
+  (d2 / "items.csv").write_text("item_id,title\na,A\n")
+  (d2 / "events.csv").write_text("user_id,item_id,timestamp,behaviour,query\n")
+  expect(DataError, lambda: load("generic", d2), f"{d2 / 'events.csv'}:2", "no rows")

@@ -59,6 +59,8 @@ def _read_rows(path: pathlib.Path, required: tuple[str, ...]
   """(field names in file order, field -> str values, line numbers)."""
   if _format(path) == "csv":
     t = io.read_table(path, list(required))
+    if not len(t):
+      raise DataError(str(path), "no rows (the file has only its header)", line=2)
     names = list(t.columns)
     return names, {n: [s if n == "query" else s.strip() for s in t.columns[n]]
                    for n in names}, t.lines
@@ -70,6 +72,8 @@ def _read_rows(path: pathlib.Path, required: tuple[str, ...]
     for i, r in enumerate(records):
       if name not in r:
         raise DataError(str(path), "missing field", line=int(lines[i]), field=name)
+  if not records:
+    raise DataError(str(path), "no rows (the file is empty)", line=1)
   cols = {n: [_cell(r.get(n), str(path), int(lines[i]), n) for i, r in enumerate(records)]
           for n in names}
   for n in ("item_id", "user_id"):
