@@ -65,8 +65,9 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8",
     path: the file (`.gz` allowed).
     encoding: strict codec, `utf-8` unless the format says otherwise (e.g.
       ml-100k's u.item is latin-1).
-    columns, delimiter: when given, the error also names the column the bad
-      byte falls in (counted by delimiters on that line).
+    columns, delimiter: when `delimiter` is given, the error also names the
+      column the bad byte falls in (counted by delimiters on that line), from
+      `columns` or else from the file's first line.
   """
   raw = read_bytes(path)
   try:
@@ -75,6 +76,9 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8",
     line_start = raw.rfind(b"\n", 0, e.start) + 1
     line_no = raw.count(b"\n", 0, e.start) + 1
     field = None
+    if delimiter and not columns:       # name columns by the file's own header line
+      first = raw.split(b"\n", 1)[0].decode(encoding, errors="replace")
+      columns = [c.strip() for c in first.rstrip("\r").split(delimiter)]
     if columns and delimiter:
       col = raw[line_start:e.start].count(delimiter.encode())
       field = columns[col] if col < len(columns) else f"column {col + 1}"
@@ -83,13 +87,6 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8",
   if text.startswith("\ufeff"):
     text = text[1:]
   return text
-
-
-def _header_of(path: str | os.PathLike, delimiter: str) -> list[str]:
-  """Best-effort header (first line) for naming the column of a decode error."""
-  raw = read_bytes(path)
-  first = raw.split(b"\n", 1)[0].decode("utf-8", errors="replace")
-  return [c.strip() for c in first.rstrip("\r").split(delimiter)]
 
 
 class Table:
@@ -136,8 +133,7 @@ def read_table(path: str | os.PathLike, required: list[str], *, delimiter: str =
   """
   path = str(path)
   require_file(path)
-  text = read_text(path, encoding, columns=header or _header_of(path, delimiter),
-                   delimiter=delimiter)
+  text = read_text(path, encoding, columns=header, delimiter=delimiter)
   quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
   body_start = 0
   if header is None:
