@@ -318,6 +318,7 @@ def test_gunzip_reads_multi_member(tmp_path):
     ("simulator.num_items", 0), ("simulator.items_per_query", 3),
     ("simulator.num_clusters", 126), ("simulator.search_fraction", 1.5),
     ("simulator.cooccurrence", -0.1), ("simulator.zipf_exponent", -1.0),
+    ("simulator.user_focus", 1.5),
     ("simulator.popularity_kl", -0.5), ("simulator.matching_queries", 2),
     ("simulator.relevant_pairs", 0.5),   # below matching_queries (0.8)
 ])

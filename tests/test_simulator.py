@@ -157,3 +157,31 @@ def test_cooccurrence_zero_is_popularity_only():
   same = (world.cluster[sess[:, 0]] == world.cluster[sess[:, 1]]).mean()
   mass = np.bincount(world.cluster, weights=world.p_rec)
   assert abs(same - np.sum(mass ** 2)) < 0.02
+
+
+def _rec_session_groups(cfg, seed):
+  """Per rec session: (user, cluster of its first item) with cooccurrence 1."""
+  _, events, world = simulator.simulate_world(cfg, seed)
+  beh = events.behaviour.reshape(-1, 5)[:, 0]
+  users = events.user.reshape(-1, 5)[:, 0]
+  clusters = world.cluster[events.item.reshape(-1, 5)]
+  assert np.all(clusters[beh == REC] == clusters[beh == REC][:, :1])   # one group each
+  return users[beh == REC], clusters[beh == REC, 0], world
+
+
+@pytest.mark.parametrize("focus", [0.0, 1.0])
+def test_user_focus_persists_interests(focus):
+  cfg = sim_config(user_focus=focus, cooccurrence=1.0, matching_queries=1.0,
+                   relevant_pairs=1.0, num_users=2000)
+  users, clusters, world = _rec_session_groups(cfg, 11)
+  same_user = users[1:] == users[:-1]
+  repeat = (clusters[1:] == clusters[:-1])[same_user].mean()
+  chance = np.sum(np.bincount(world.cluster, weights=world.p_rec) ** 2)
+  if focus == 1.0:
+    assert repeat == 1.0
+  else:
+    assert abs(repeat - chance) < 0.03
+  # Either way the rec item marginal is p_rec.
+  _, events, _ = simulator.simulate_world(cfg, 11)
+  freq = np.bincount(events.item[events.behaviour == REC], minlength=500)
+  assert 0.5 * np.abs(freq / freq.sum() - world.p_rec).sum() < 0.08

@@ -53,6 +53,7 @@ def simulator_config() -> ml_collections.ConfigDict:
   c.search_fraction = 0.3     # probability that a session is a search session
   c.zipf_exponent = 1.0       # recommendation popularity ~ rank ** -zipf_exponent
   c.cooccurrence = 0.8        # probability an event is drawn from its session's group
+  c.user_focus = 0.5          # probability a session keeps the user's previous group
   c.popularity_kl = 0.5       # S1: KL(search popularity || rec popularity), nats
   c.matching_queries = 0.8    # S2: fraction of queries whose items share one rec cluster
   c.relevant_pairs = 0.9      # S3: fraction of relevant pairs co-occurring in both tasks

@@ -28,8 +28,10 @@ World (built once from the seed):
 
 Events: each user has `events_per_user` events in sessions of
 `session_length`; a session is a search session with probability
-`search_fraction`, else recommendation. It picks a group (cluster or bundle)
-with probability proportional to the group's mass under its behaviour's
+`search_fraction`, else recommendation. With probability `user_focus` it
+keeps the group of the user's previous session of the same behaviour
+(persistent interests); otherwise it picks a group (cluster or bundle) with
+probability proportional to the group's mass under its behaviour's
 popularity; each event then draws, with probability `cooccurrence`, an item
 of that group (proportional to popularity x membership share), else an item
 from the whole catalog. Memberships split an item's mass between its cluster
@@ -140,7 +142,8 @@ def validate(cfg: ml_collections.ConfigDict, prefix: str = "data.simulator") -> 
   ints("num_clusters", 1)
   ints("items_per_query", 2)
   ints("session_length", 1)
-  for name in ("search_fraction", "cooccurrence", "matching_queries", "relevant_pairs"):
+  for name in ("search_fraction", "cooccurrence", "user_focus", "matching_queries",
+               "relevant_pairs"):
     unit(name)
   for name in ("zipf_exponent", "popularity_kl"):
     v = cfg[name]
@@ -291,6 +294,24 @@ def _draw_global(p: np.ndarray, u: np.ndarray) -> np.ndarray:
   return np.minimum(np.searchsorted(cum, u, side="right"), p.size - 1)
 
 
+def _persist(fresh: np.ndarray, is_search: np.ndarray, keep: np.ndarray) -> np.ndarray:
+  """int[U, S] session groups: a session flagged `keep` reuses the group of the
+  user's previous session of the same behaviour, others take their fresh draw.
+
+  The chain starts and refreshes from the behaviour's group distribution, so
+  each session's group keeps exactly that distribution.
+  """
+  s = np.arange(fresh.shape[1])
+  out = fresh.copy()
+  for mask in (is_search, ~is_search):
+    first = mask & (np.cumsum(mask, axis=1) == 1)
+    anchor = mask & (~keep | first)
+    last = np.maximum.accumulate(np.where(anchor, s, -1), axis=1)
+    src = np.take_along_axis(fresh, np.maximum(last, 0), axis=1)
+    out = np.where(mask, src, out)
+  return out
+
+
 def catalog_of(world: World) -> Catalog:
   """Item ids 'i0000'.. and text fields title / categories / description."""
   n = world.cluster.shape[0]
@@ -313,8 +334,10 @@ def simulate_world(cfg: ml_collections.ConfigDict, seed: int = 0
   is_search = rng.random((u_n, n_sess)) < cfg.search_fraction
   rec_mass, rec_draw = _group_sampler(world, world.p_rec)
   srch_mass, srch_draw = _group_sampler(world, world.p_search)
-  sess_group = np.where(is_search, _draw_global(srch_mass, rng.random((u_n, n_sess))),
-                        _draw_global(rec_mass, rng.random((u_n, n_sess))))
+  fresh = np.where(is_search, _draw_global(srch_mass, rng.random((u_n, n_sess))),
+                   _draw_global(rec_mass, rng.random((u_n, n_sess))))
+  keep = np.random.default_rng([seed, 0xF0C05]).random((u_n, n_sess)) < cfg.user_focus
+  sess_group = _persist(fresh, is_search, keep)
   sess = np.arange(length) // sl
   search = is_search[:, sess]                        # bool[U, L]
   group = sess_group[:, sess]
