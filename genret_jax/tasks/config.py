@@ -1,18 +1,61 @@
-"""Defaults of the `vocab` and `tasks` config blocks (owned by genret_jax.tasks)."""
+"""Defaults of the `vocab` and `tasks` config blocks (owned by genret_jax.tasks).
+
+Task kinds (docs/tasks.md): rec, search (Penha et al.'s Gen_R / Gen_S tasks);
+gensar_rec (NRIP), gensar_search (NSIP), next_query (NSQP), text2id and
+id2text (identifier-language alignment) of GenSAR.
+"""
 
 import ml_collections
+
+TASK_KINDS = ("rec", "search", "gensar_rec", "gensar_search", "next_query", "text2id",
+              "id2text")
+MIXTURES = ("rec_only", "search_only", "joint", "gensar")
+
+# Input templates. {history}: the user's history; {query}: the event's query;
+# {content}: an item's text; {item}: an item's identifier tokens. Template 0 of
+# GenSAR (Shi et al. 2025) for its tasks; the same wording for Gen_R / Gen_S.
+DEFAULT_PROMPTS = {
+    "rec": "Here is the user's history {history}. Please recommend the next item the user "
+           "might want to click on.",
+    "search": "The following is the user's search query {query}. Please predict the item "
+              "the user will click on.",
+    "gensar_rec": "Here is the user's history {history}. Please recommend the next item the "
+                  "user might want to click on.",
+    "gensar_search": "{history} The following is the user's search query {query}. Please "
+                     "predict the next item the user will click on after the search.",
+    "next_query": "Here is the user's history {history}. Please predict the next query the "
+                  "user might want to search.",
+    "text2id": "Given the description of an item {content}, predict the corresponding item.",
+    "id2text": "Given the item {item}, please provide its description.",
+}
+
+
+def default_prompt_texts() -> list[str]:
+  """The literal text of the default prompts (part of the SentencePiece corpus)."""
+  return [p.replace("{", "").replace("}", "") for p in DEFAULT_PROMPTS.values()]
 
 
 def vocab_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.sp_model = ""             # path to an existing SentencePiece .model; '' = train one
-  c.sp_vocab_size = 2000      # size when training one on the prepared corpus
+  c.sp_vocab_size = 2000      # size when training one on the prepared corpus (upper bound)
   return c
 
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.mixture = "joint"         # rec_only | search_only | joint | gensar
-  c.max_input_length = 128
+  c.max_input_length = 128    # tokens; the oldest history elements are dropped to fit
   c.max_target_length = 8
+  c.history_separator = "; "  # between history elements
+  c.prompts = ml_collections.ConfigDict(dict(DEFAULT_PROMPTS))
+  # Mixing rate per task kind; < 0 = its number of (capped) training examples,
+  # i.e. a plain union of the training sets (Gen_R+S).
+  c.rates = ml_collections.ConfigDict({k: -1.0 for k in TASK_KINDS})
+  # Penha et al.'s ablation: cap the TRAIN examples per target item of the
+  # tasks of one behaviour (the added task), e.g. cap_behaviour='search',
+  # cap_per_item=5 / 10 / 50 / 500. '' / 0 = no cap.
+  c.cap_behaviour = ""        # '' | rec | search
+  c.cap_per_item = 0
+  c.pack = False              # example packing, passed to the feature converter
   return c

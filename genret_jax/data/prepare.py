@@ -1,0 +1,222 @@
+"""`--mode=prepare`: raw data -> `{workdir}/prepared/` (see genret_jax.data.prepared).
+
+Steps: read and validate the raw data (`genret_jax.data.readers.load_raw`),
+chronological leave-one-out split, histories, sampled candidates (GenSAR
+protocol), SentencePiece model, sharded TFRecords, manifest. Everything is
+written into a temporary directory beside `prepared/` and renamed into place
+at the end, so a crash never leaves a directory that reads as complete. An
+existing `prepared/` whose manifest has the same config hash (config.data +
+config.vocab) is reused.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+
+import ml_collections
+import numpy as np
+
+from genret_jax.data import negatives as negatives_lib
+from genret_jax.data import prepared as prepared_lib
+from genret_jax.data import stats as stats_lib
+from genret_jax.data.schema import BEHAVIOURS, REC, Catalog, Events
+from genret_jax.data.splits import SPLIT_NAMES, TRAIN, leave_one_out
+from genret_jax.errors import ConfigError
+
+PREPARED = "prepared"
+
+
+def config_hash(config: ml_collections.ConfigDict) -> str:
+  """sha256 of config.data + config.vocab (what the prepared dataset depends on)."""
+  blob = json.dumps({"format": prepared_lib.FORMAT_VERSION, "data": config.data.to_dict(),
+                     "vocab": config.vocab.to_dict()}, sort_keys=True, default=list)
+  return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks config.data (readers.validate) and config.vocab; ConfigError naming the key."""
+  from genret_jax.data import readers  # pylint: disable=g-import-not-at-top
+  readers.validate(config.data)
+  if config.vocab.sp_model:
+    if not os.path.isfile(config.vocab.sp_model):
+      raise ConfigError("vocab.sp_model", f"no such file: {config.vocab.sp_model}")
+  elif int(config.vocab.sp_vocab_size) < 64:
+    raise ConfigError("vocab.sp_vocab_size", f"must be >= 64, got {config.vocab.sp_vocab_size}")
+
+
+def histories(events: Events, max_history: int) -> dict[str, np.ndarray]:
+  """The context of every event: the last `max_history` events strictly before it.
+
+  Returns:
+    hist: int64[E, H] event indices, oldest first, -1 left padding (any behaviour).
+    rec_hist: int64[E, H] likewise over the user's rec events only.
+  """
+  n, h = events.num_events, max_history
+  order = np.lexsort((np.arange(n), events.timestamp, events.user))   # timeline order
+  user_sorted = events.user[order]
+  pos = np.arange(n)
+  first = np.ones(n, bool)
+  first[1:] = user_sorted[1:] != user_sorted[:-1]
+  start = np.maximum.accumulate(np.where(first, pos, 0))               # user's first position
+  window = pos[:, None] - h + np.arange(h)[None, :]                     # [E, H] positions
+  hist_sorted = np.where(window >= start[:, None], order[np.maximum(window, 0)], -1)
+  is_rec = events.behaviour[order] == REC
+  rec_order = order[is_rec]                                            # rec events, timeline
+  before = np.concatenate([[0], np.cumsum(is_rec)])[:-1]               # rec events before pos
+  rec_window = before[:, None] - h + np.arange(h)[None, :]
+  rec_hist_sorted = np.where(rec_window >= before[start][:, None],
+                             rec_order[np.maximum(rec_window, 0)] if len(rec_order) else -1, -1)
+  hist = np.empty_like(hist_sorted)
+  rec_hist = np.empty_like(rec_hist_sorted)
+  hist[order] = hist_sorted
+  rec_hist[order] = rec_hist_sorted
+  return {"hist": hist, "rec_hist": rec_hist}
+
+
+def item_ranks(events: Events, split: np.ndarray, seed: int) -> np.ndarray:
+  """int64[E]: rank of each TRAIN event among TRAIN events of its (behaviour, item), in a
+  seeded random order (caps keep ranks < cap); -1 for VALID/TEST events."""
+  train = np.flatnonzero(split == TRAIN)
+  tiebreak = np.random.default_rng(seed).permutation(len(train))
+  group = events.behaviour[train].astype(np.int64) * (events.item.max(initial=0) + 1) \
+      + events.item[train]
+  order = np.lexsort((tiebreak, group))
+  g = group[order]
+  first = np.ones(len(g), bool)
+  first[1:] = g[1:] != g[:-1]
+  start = np.maximum.accumulate(np.where(first, np.arange(len(g)), 0))
+  rank = np.full(events.num_events, -1, np.int64)
+  rank[train[order]] = np.arange(len(g)) - start
+  return rank
+
+
+def _corpus(catalog_texts: list[str], events: Events) -> list[str]:
+  from genret_jax.tasks import config as tasks_config  # pylint: disable=g-import-not-at-top
+  queries = np.unique(events.query[events.behaviour != REC].astype(str)).tolist()
+  return catalog_texts + queries + tasks_config.default_prompt_texts()
+
+
+def _sp_model(config, texts: list[str]) -> bytes:
+  if config.vocab.sp_model:
+    with open(config.vocab.sp_model, "rb") as f:
+      return f.read()
+  from genret_jax.tasks import vocab  # pylint: disable=g-import-not-at-top
+  try:
+    return vocab.train_sentencepiece(texts, int(config.vocab.sp_vocab_size))
+  except RuntimeError as e:
+    raise ConfigError("vocab.sp_vocab_size", f"SentencePiece training failed: {e}") from None
+
+
+def _columns(events: Events, split: np.ndarray, hist: dict, ranks: np.ndarray,
+             eval_events: np.ndarray, negatives: np.ndarray, index: np.ndarray) -> dict:
+  """EVENT_FEATURES columns of the events `index`, in that order (see write_events)."""
+  h, rh = hist["hist"][index], hist["rec_hist"][index]
+
+  def ragged(mat: np.ndarray, values: np.ndarray):
+    valid = mat >= 0
+    offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
+    return values[mat[valid]].tolist(), offsets
+
+  pos = np.searchsorted(eval_events, index)
+  is_eval = split[index] != TRAIN
+  cand = np.concatenate([events.item[index, None], negatives[np.minimum(pos, len(negatives) - 1)]]
+                        if len(negatives) else [events.item[index, None]], axis=1)
+  cand_mask = np.broadcast_to(is_eval[:, None], cand.shape)
+  arange = np.arange(events.num_events)
+  queries = events.query.astype(str)
+  return {
+      "event": index.tolist(), "user": events.user[index].tolist(),
+      "item": events.item[index].tolist(), "timestamp": events.timestamp[index].tolist(),
+      "behaviour": events.behaviour[index].tolist(), "query": queries[index].tolist(),
+      "split": split[index].tolist(), "item_rank": ranks[index].tolist(),
+      "hist_event": ragged(h, arange), "hist_item": ragged(h, events.item),
+      "hist_behaviour": ragged(h, events.behaviour), "hist_query": ragged(h, queries),
+      "rec_hist_event": ragged(rh, arange), "rec_hist_item": ragged(rh, events.item),
+      "candidates": (cand[cand_mask].tolist(),
+                     np.concatenate([[0], np.cumsum(cand_mask.sum(axis=1))])),
+  }
+
+
+def write_prepared(catalog: Catalog, events: Events, config: ml_collections.ConfigDict,
+                   out: str, examples_per_shard: int = 50_000, verbose: bool = True) -> str:
+  """Builds the prepared dataset from canonical tables into `out` (atomically)."""
+  t0 = time.time()
+  seed = int(config.data.seed)
+  split = leave_one_out(events)
+  texts = catalog.texts()
+  eval_events, negatives = negatives_lib.sample_candidates(
+      events, split, texts, seed, source=str(config.data.path or config.data.source))
+  hist = histories(events, int(config.data.max_history))
+  ranks = item_ranks(events, split, seed)
+  parent = os.path.dirname(os.path.abspath(out))
+  os.makedirs(parent, exist_ok=True)
+  tmp = os.path.join(parent, f".{os.path.basename(out)}.tmp-{uuid.uuid4().hex[:8]}")
+  os.makedirs(tmp)
+  try:
+    names = prepared_lib.write_items(tmp, catalog, texts)
+    names += prepared_lib.write_users(tmp, events.user_ids)
+    timeline = np.lexsort((np.arange(events.num_events), events.timestamp, events.user))
+    for s, split_name in enumerate(SPLIT_NAMES):
+      index = timeline[split[timeline] == s]
+      columns = _columns(events, split, hist, ranks, eval_events, negatives, index)
+      names += prepared_lib.write_events(tmp, split_name, columns, events.user[index],
+                                         examples_per_shard)
+    counts = np.zeros((len(BEHAVIOURS), catalog.num_items), np.int64)
+    train = split == TRAIN
+    np.add.at(counts, (events.behaviour[train].astype(np.int64), events.item[train]), 1)
+    np.save(os.path.join(tmp, prepared_lib.ITEM_COUNTS), counts)
+    names.append(prepared_lib.ITEM_COUNTS)
+    with open(os.path.join(tmp, prepared_lib.SP_MODEL), "wb") as f:
+      f.write(_sp_model(config, _corpus(texts, events)))
+    names.append(prepared_lib.SP_MODEL)
+    files = {n: prepared_lib.file_sha256(os.path.join(tmp, n)) for n in names}
+    stats = stats_lib.statistics(events, split, catalog.num_items)
+    manifest = {
+        "format": prepared_lib.FORMAT_VERSION, "config_hash": config_hash(config),
+        "config": {"data": config.data.to_dict(), "vocab": config.vocab.to_dict()},
+        "counts": stats, "item_fields": list(catalog.fields),
+        "max_history": int(config.data.max_history),
+        "num_negatives": int(negatives.shape[1]), "synthetic_time": bool(events.synthetic_time),
+        "files": files, "content_hash": prepared_lib.content_hash(files),
+    }
+    with open(os.path.join(tmp, prepared_lib.MANIFEST), "w") as f:
+      json.dump(manifest, f, indent=1, default=list)
+    old = None
+    if os.path.exists(out):
+      old = os.path.join(parent, f".{os.path.basename(out)}.old-{uuid.uuid4().hex[:8]}")
+      os.rename(out, old)
+    os.rename(tmp, out)
+    if old:
+      shutil.rmtree(old, ignore_errors=True)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  if verbose:
+    print(stats_lib.format_table(str(config.data.source), stats))
+    print(f"prepared dataset written to {out} in {time.time() - t0:.1f} s")
+  return out
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """raw data -> `{workdir}/prepared`; returns its path (reused when the config hash matches)."""
+  validate(config)
+  out = os.path.join(workdir, PREPARED)
+  manifest = prepared_lib.read_manifest(out)
+  if manifest is not None and manifest.get("config_hash") == config_hash(config) and all(
+      os.path.exists(os.path.join(out, n)) for n in manifest["files"]):
+    print(stats_lib.format_table(str(config.data.source), manifest["counts"]))
+    print(f"reusing prepared dataset {out} (same config hash {manifest['config_hash'][:12]})")
+    return out
+  for stale in glob.glob(os.path.join(workdir, f".{PREPARED}.tmp-*")):
+    shutil.rmtree(stale, ignore_errors=True)
+  from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
+  t0 = time.time()
+  catalog, events = load_raw(config.data)
+  print(f"read {config.data.source} in {time.time() - t0:.1f} s")
+  return write_prepared(catalog, events, config, out)

@@ -1,0 +1,261 @@
+"""On-disk prepared datasets: sharded TFRecords of tf.train.Example + manifest.json.
+
+Layout of a prepared directory:
+
+  manifest.json                      counts, config, files and their sha256, content hash
+  spm.model                          SentencePiece model of the text vocabulary
+  items.tfrecord-00000-of-00001      one Example per catalog item (ITEM_FEATURES)
+  users.tfrecord-00000-of-00001      one Example per user (user, user_id)
+  {split}.tfrecord-SSSSS-of-NNNNN    one Example per event whose split is `split`
+                                     (train / validation / test; EVENT_FEATURES), in
+                                     (user, time) order, shards cut at user boundaries
+  train_item_counts.npy              int64[2, num_items]: TRAIN events per (behaviour, item)
+
+Every event record carries what a task needs without joins: the target, its
+history (the last `max_history` events strictly before it in the user's
+timeline, any behaviour; and the last `max_history` rec events), the per-item
+rank used by example caps, and for VALID/TEST events the 100 candidates of the
+sampled protocol (target first, then the 99 negatives). seqio reads the
+`{split}` files with `seqio.TFExampleDataSource(split_patterns(path),
+EVENT_FEATURES)` and shards them across hosts by file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from genret_jax.data.schema import Catalog, Events
+from genret_jax.data.splits import SPLIT_NAMES, TRAIN
+from genret_jax.errors import DataError
+
+MANIFEST = "manifest.json"
+SP_MODEL = "spm.model"
+ITEM_COUNTS = "train_item_counts.npy"
+FORMAT_VERSION = 1
+
+_I64 = tf.io.FixedLenFeature([], tf.int64)
+_STR = tf.io.FixedLenFeature([], tf.string)
+EVENT_FEATURES = {
+    "event": _I64,            # index into Events (user, time order)
+    "user": _I64,
+    "item": _I64,             # the target item
+    "timestamp": _I64,
+    "behaviour": _I64,        # REC 0 / SEARCH 1
+    "query": _STR,            # '' for rec events
+    "split": _I64,
+    "item_rank": _I64,        # rank among TRAIN events of (behaviour, item), seeded order; -1 eval
+    "hist_event": tf.io.RaggedFeature(tf.int64),      # last H events before, oldest first
+    "hist_item": tf.io.RaggedFeature(tf.int64),
+    "hist_behaviour": tf.io.RaggedFeature(tf.int64),
+    "hist_query": tf.io.RaggedFeature(tf.string),
+    "rec_hist_event": tf.io.RaggedFeature(tf.int64),  # last H rec events before
+    "rec_hist_item": tf.io.RaggedFeature(tf.int64),
+    "candidates": tf.io.RaggedFeature(tf.int64),      # [100] for VALID/TEST, [] for TRAIN
+}
+ITEM_FEATURES = {"item": _I64, "item_id": _STR, "text": _STR}
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedDataset:
+  """A loaded prepared dataset.
+
+  Attributes:
+    path: the prepared directory.
+    catalog: the Catalog (fields in manifest order).
+    events: the Events (user, time order).
+    split: int8[E] TRAIN / VALID / TEST.
+    eval_events: int64[V], ascending indices of the VALID/TEST events.
+    negatives: int32[V, 99], row v the negatives of event eval_events[v].
+    manifest: the manifest dict.
+  """
+  path: str
+  catalog: Catalog
+  events: Events
+  split: np.ndarray
+  eval_events: np.ndarray
+  negatives: np.ndarray
+  manifest: dict
+
+  def candidates(self) -> np.ndarray:
+    """int32[V, 100]: target item first, then the negatives."""
+    return np.concatenate([self.events.item[self.eval_events, None], self.negatives], 1)
+
+
+def shard_name(prefix: str, shard: int, num_shards: int) -> str:
+  return f"{prefix}.tfrecord-{shard:05d}-of-{num_shards:05d}"
+
+
+def split_patterns(path: str) -> dict[str, str]:
+  """split name -> file pattern of its event shards."""
+  return {name: os.path.join(path, f"{name}.tfrecord-*") for name in SPLIT_NAMES}
+
+
+def items_pattern(path: str) -> str:
+  return os.path.join(path, "items.tfrecord-*")
+
+
+def _example(features: dict[str, tuple[str, list]]) -> bytes:
+  """Serialized tf.train.Example from name -> ('int' | 'bytes', values)."""
+  ex = tf.train.Example()
+  fmap = ex.features.feature
+  for name, (kind, values) in features.items():
+    if kind == "int":
+      fmap[name].int64_list.value.extend(values)
+    else:
+      fmap[name].bytes_list.value.extend([v.encode("utf-8") for v in values])
+  return ex.SerializeToString()
+
+
+def write_events(directory: str, split_name: str, columns: dict, user_of_row: np.ndarray,
+                 examples_per_shard: int) -> list[str]:
+  """Writes one split's event Examples; shards end at user boundaries.
+
+  Args:
+    columns: EVENT_FEATURES name -> python list of per-row scalars, or for ragged
+      features (flat python list of values, int64[R + 1] row offsets).
+    user_of_row: int[R] user of each row (rows sorted by user).
+  Returns:
+    the file names written.
+  """
+  n = len(user_of_row)
+  num_shards = max(1, -(-n // examples_per_shard))
+  # Cut points: the first row of a user at or after each even cut.
+  cuts = [0]
+  for s in range(1, num_shards):
+    c = s * n // num_shards
+    while 0 < c < n and user_of_row[c] == user_of_row[c - 1]:
+      c += 1
+    cuts.append(max(c, cuts[-1]))
+  cuts.append(n)
+  kinds = {k: "bytes" if v.dtype == tf.string else "int" for k, v in EVENT_FEATURES.items()}
+  ragged = {k: (columns[k][0], columns[k][1].tolist()) for k, v in EVENT_FEATURES.items()
+            if isinstance(v, tf.io.RaggedFeature)}
+  scalar = {k: columns[k] for k in EVENT_FEATURES if k not in ragged}
+  names = []
+  for s in range(num_shards):
+    name = shard_name(split_name, s, num_shards)
+    names.append(name)
+    with tf.io.TFRecordWriter(os.path.join(directory, name)) as w:
+      for r in range(cuts[s], cuts[s + 1]):
+        feats = {k: (kinds[k], [v[r]]) for k, v in scalar.items()}
+        feats.update({k: (kinds[k], flat[off[r]:off[r + 1]]) for k, (flat, off) in ragged.items()})
+        w.write(_example(feats))
+  return names
+
+
+def write_items(directory: str, catalog: Catalog, texts: list[str]) -> list[str]:
+  name = shard_name("items", 0, 1)
+  fields = list(catalog.fields)
+  columns = {f: catalog.fields[f].astype(str).tolist() for f in fields}
+  ids = catalog.item_ids.astype(str).tolist()
+  with tf.io.TFRecordWriter(os.path.join(directory, name)) as w:
+    for i in range(catalog.num_items):
+      feats = {"item": ("int", [i]), "item_id": ("bytes", [ids[i]]),
+               "text": ("bytes", [texts[i]])}
+      for f in fields:
+        feats[f"field/{f}"] = ("bytes", [columns[f][i]])
+      w.write(_example(feats))
+  return [name]
+
+
+def write_users(directory: str, user_ids: np.ndarray) -> list[str]:
+  name = shard_name("users", 0, 1)
+  with tf.io.TFRecordWriter(os.path.join(directory, name)) as w:
+    for u, uid in enumerate(user_ids.astype(str).tolist()):
+      w.write(_example({"user": ("int", [u]), "user_id": ("bytes", [uid])}))
+  return [name]
+
+
+def file_sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def content_hash(files: dict[str, str]) -> str:
+  """sha256 over the sorted (name, file sha256) pairs."""
+  return hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()
+
+
+def read_manifest(path: str) -> dict | None:
+  """The manifest of a complete prepared dataset, or None when there is none."""
+  try:
+    with open(os.path.join(path, MANIFEST)) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+
+
+def _parse_all(files: list[str], features: dict) -> dict[str, np.ndarray]:
+  """Every record of `files` parsed in bulk: name -> numpy (ragged -> list of arrays)."""
+  ds = tf.data.TFRecordDataset(files).batch(16384).map(
+      lambda x: tf.io.parse_example(x, features))
+  parts: dict[str, list] = {k: [] for k in features}
+  for batch in ds:
+    for k, v in batch.items():
+      parts[k].append(v.to_list() if isinstance(v, tf.RaggedTensor) else v.numpy())
+  out = {}
+  for k, v in parts.items():
+    if isinstance(features[k], tf.io.RaggedFeature):
+      out[k] = [np.asarray(x) for chunk in v for x in chunk]
+    else:
+      out[k] = np.concatenate(v) if v else np.zeros([0], features[k].dtype.as_numpy_dtype)
+  return out
+
+
+def load(path: str) -> PreparedDataset:
+  """Reads a prepared directory written by `genret_jax.data.prepare.prepare`."""
+  manifest = read_manifest(path)
+  if manifest is None:
+    raise DataError(os.path.join(path, MANIFEST),
+                    "missing: not a (complete) prepared dataset; run --mode=prepare")
+  missing = [n for n in manifest["files"] if not os.path.exists(os.path.join(path, n))]
+  if missing:
+    raise DataError(os.path.join(path, missing[0]), "listed in manifest.json but missing")
+  fields = manifest["item_fields"]
+  item_feats = dict(ITEM_FEATURES, **{f"field/{f}": _STR for f in fields})
+  items = _parse_all(sorted(tf.io.gfile.glob(items_pattern(path))), item_feats)
+  order = np.argsort(items["item"])
+  catalog = Catalog(
+      item_ids=items["item_id"][order].astype(str).astype(object),
+      fields={f: np.array([b.decode("utf-8") for b in items[f"field/{f}"][order]], dtype=object)
+              for f in fields})
+  users = _parse_all(sorted(tf.io.gfile.glob(os.path.join(path, "users.tfrecord-*"))),
+                     {"user": _I64, "user_id": _STR})
+  user_ids = users["user_id"][np.argsort(users["user"])].astype(str).astype(object)
+  keep = ("event", "user", "item", "timestamp", "behaviour", "query", "split", "candidates")
+  ev = {k: [] for k in keep}
+  for split_name in SPLIT_NAMES:
+    files = sorted(tf.io.gfile.glob(split_patterns(path)[split_name]))
+    if not files:
+      continue
+    part = _parse_all(files, {k: EVENT_FEATURES[k] for k in keep})
+    for k in keep:
+      ev[k].extend(part[k]) if k == "candidates" else ev[k].append(part[k])
+  order = np.argsort(np.concatenate(ev["event"]))
+  col = {k: np.concatenate(ev[k])[order] for k in keep if k != "candidates"}
+  events = Events(
+      user=col["user"].astype(np.int32), item=col["item"].astype(np.int32),
+      timestamp=col["timestamp"].astype(np.int64), behaviour=col["behaviour"].astype(np.int8),
+      query=np.array([q.decode("utf-8") for q in col["query"]], dtype=object),
+      user_ids=user_ids, synthetic_time=bool(manifest["synthetic_time"]))
+  split = col["split"].astype(np.int8)
+  candidates = [ev["candidates"][i] for i in order]
+  eval_events = np.flatnonzero(split != TRAIN)
+  num_neg = manifest["num_negatives"]
+  negatives = (np.stack([candidates[i][1:] for i in eval_events]).astype(np.int32)
+               if len(eval_events) else np.zeros([0, num_neg], np.int32))
+  return PreparedDataset(path, catalog, events, split, eval_events, negatives, manifest)
+
+
+def item_train_counts(path: str) -> np.ndarray:
+  """int64[2, num_items]: TRAIN events per (behaviour, item) of a prepared dataset."""
+  return np.load(os.path.join(path, ITEM_COUNTS))

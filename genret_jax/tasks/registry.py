@@ -1,0 +1,201 @@
+"""seqio Tasks and Mixtures for one prepared dataset and one identifier table pair.
+
+Names: `genret_{data}_{scheme}_{h}_{kind}` for tasks and `..._{mixture}` for
+mixtures, where `data` is the prepared dataset's content hash and `h` hashes
+the ID tables and the tasks config; registering the same again replaces them.
+
+Splits: `train` (each TRAIN event is a target, with its history), `validation`
+and `test` (the VALID / TEST events, history = the events strictly before
+them). Event tasks also emit `target_item`, `user`, `event`, `candidates`
+(int32[100] for evaluation: target + 99 negatives, [] in train) and
+`history_length`; mixtures and the feature converters drop them.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+
+import ml_collections
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from genret_jax.data import prepared as prepared_lib
+from genret_jax.data.schema import REC, SEARCH
+from genret_jax.errors import ConfigError
+from genret_jax.ids.types import ItemIdentifiers
+from genret_jax.tasks import config as tasks_config
+from genret_jax.tasks import formatting
+from genret_jax.tasks.vocab import REC_ITEM, SRC_ITEM, GenRetVocabulary
+
+EVENT_KINDS = {"rec": REC, "search": SEARCH, "gensar_rec": REC, "gensar_search": SEARCH,
+               "next_query": SEARCH}
+MIXTURE_KINDS = {
+    "rec_only": ("rec",), "search_only": ("search",), "joint": ("rec", "search"),
+    "gensar": ("gensar_rec", "gensar_search", "next_query", "text2id", "text2id_rec",
+               "id2text", "id2text_rec"),
+}
+EVAL_KINDS = {"rec_only": {"rec": "rec"}, "search_only": {"search": "search"},
+              "joint": {"rec": "rec", "search": "search"},
+              "gensar": {"rec": "gensar_rec", "search": "gensar_search"}}
+EVAL_PREFIX = {"rec": "", "search": "", "gensar_rec": REC_ITEM, "gensar_search": SRC_ITEM}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the tasks block; raises ConfigError naming the key, before any work."""
+  t = config.tasks
+  if t.mixture not in tasks_config.MIXTURES:
+    raise ConfigError("tasks.mixture", f"{t.mixture!r} is not one of {tasks_config.MIXTURES}")
+  if t.cap_behaviour not in ("", "rec", "search"):
+    raise ConfigError("tasks.cap_behaviour", f"{t.cap_behaviour!r} is not '', rec or search")
+  if int(t.cap_per_item) < 0:
+    raise ConfigError("tasks.cap_per_item", f"must be >= 0, got {t.cap_per_item}")
+  for key in ("max_input_length", "max_target_length"):
+    if int(t[key]) < 2:
+      raise ConfigError(f"tasks.{key}", f"must be >= 2, got {t[key]}")
+  for kind in tasks_config.TASK_KINDS:
+    template = t.prompts[kind]
+    try:
+      fields = formatting.template_fields(template)
+    except ValueError as e:
+      raise ConfigError(f"tasks.prompts.{kind}", f"bad template: {e}") from None
+    missing = formatting.REQUIRED_FIELDS[kind] - set(fields)
+    unknown = set(fields) - formatting.ALLOWED_FIELDS[kind]
+    if missing or unknown or fields.count("history") > 1:
+      raise ConfigError(f"tasks.prompts.{kind}",
+                        f"needs {sorted(formatting.REQUIRED_FIELDS[kind])}, may use "
+                        f"{sorted(formatting.ALLOWED_FIELDS[kind])} (history once); "
+                        f"got {fields}")
+    if float(t.rates[kind]) == 0 or not np.isfinite(float(t.rates[kind])):
+      raise ConfigError(f"tasks.rates.{kind}", "must be > 0, or < 0 for 'number of examples'")
+
+
+def vocabulary(prepared_path: str, ids: ItemIdentifiers) -> GenRetVocabulary:
+  """The vocabulary of a prepared dataset with these identifiers."""
+  return GenRetVocabulary(os.path.join(prepared_path, prepared_lib.SP_MODEL), ids.extra_tokens())
+
+
+def _name_prefix(manifest: dict, config, ids: ItemIdentifiers) -> str:
+  h = hashlib.sha256()
+  for t in (ids.search, ids.rec):
+    h.update(json.dumps([t.name, t.level_prefixes, t.level_sizes]).encode())
+    h.update(np.ascontiguousarray(t.codes, np.int32).tobytes())
+  h.update(json.dumps(config.tasks.to_dict(), sort_keys=True).encode())
+  return f"genret_{manifest['content_hash'][:10]}_{ids.scheme}_{h.hexdigest()[:8]}"
+
+
+def _filter(behaviour: int, cap: int):
+  """Keeps the events of one behaviour and, if cap > 0, TRAIN events whose per-item rank is
+  below cap (VALID/TEST events have rank -1, so the cap never touches evaluation)."""
+  def prep(dataset):
+    def keep(ex):
+      ok = tf.equal(ex["behaviour"], behaviour)
+      if cap > 0:
+        ok = ok & (ex["item_rank"] < cap)
+      return ok
+    return dataset.filter(keep)
+  return prep
+
+
+def _example_counts(path: str, manifest: dict, config) -> dict[str, int]:
+  """Number of training examples per task kind (with the per-item cap)."""
+  counts = prepared_lib.item_train_counts(path)
+  cap = int(config.tasks.cap_per_item)
+  capped = {}
+  for b, name in ((REC, "rec"), (SEARCH, "search")):
+    c = counts[b]
+    if cap > 0 and config.tasks.cap_behaviour == name:
+      c = np.minimum(c, cap)
+    capped[b] = int(c.sum())
+  out = {k: capped[b] for k, b in EVENT_KINDS.items()}
+  for k in ("text2id", "text2id_rec", "id2text", "id2text_rec"):
+    out[k] = int(manifest["counts"]["items"])
+  return out
+
+
+def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifiers) -> dict:
+  """Registers the Tasks and Mixtures of `{workdir}/prepared` with `ids`.
+
+  Returns:
+    {"mixture": train mixture name, "mixtures": {mixture: name},
+     "tasks": {kind: name}, "eval_tasks": {"rec"|"search": task name},
+     "eval_prefix": {"rec"|"search": behaviour token forced first, or ''},
+     "vocabulary": the GenRetVocabulary, "example_counts": {kind: n}}.
+  """
+  validate(config)
+  path = os.path.join(workdir, "prepared")
+  manifest = prepared_lib.read_manifest(path)
+  if manifest is None:
+    raise ConfigError("workdir", f"{path} holds no prepared dataset; run --mode=prepare")
+  num_items = int(manifest["counts"]["items"])
+  for role, table in (("search", ids.search), ("rec", ids.rec)):
+    if table.codes.shape[0] != num_items:
+      raise ConfigError("ids.scheme", f"{role} table has {table.codes.shape[0]} items, the "
+                        f"prepared dataset {num_items}")
+  vocab = vocabulary(path, ids)
+  t = config.tasks
+  fmt = formatting.Formatter(vocab, ids.search, ids.rec, t.prompts.to_dict(),
+                             t.history_separator, int(t.max_input_length))
+  output_features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
+                     "targets": seqio.Feature(vocab, add_eos=True)}
+  prefix = _name_prefix(manifest, config, ids)
+  two_tables = ids.search is not ids.rec
+  kinds = list(EVENT_KINDS) + ["text2id", "id2text"]
+  if two_tables:
+    kinds += ["text2id_rec", "id2text_rec"]
+  names = {k: f"{prefix}_{k}" for k in kinds}
+  mixture_names = {m: f"{prefix}_{m}" for m in MIXTURE_KINDS}
+  for name in mixture_names.values():
+    seqio.MixtureRegistry.remove(name)
+  for name in names.values():
+    seqio.TaskRegistry.remove(name)
+
+  events_source = seqio.TFExampleDataSource(prepared_lib.split_patterns(path),
+                                            prepared_lib.EVENT_FEATURES)
+  items_source = seqio.TFExampleDataSource({"train": prepared_lib.items_pattern(path)},
+                                           prepared_lib.ITEM_FEATURES)
+  cap = int(t.cap_per_item)
+  for kind, behaviour in EVENT_KINDS.items():
+    cap_applies = t.cap_behaviour == ("rec" if behaviour == REC else "search")
+    filt = _filter(behaviour, cap if cap_applies else 0)
+    seqio.TaskRegistry.add(
+        names[kind], source=events_source, output_features=output_features,
+        preprocessors=[filt, _mapper(fmt.event_fn, kind),
+                       seqio.preprocessors.append_eos_after_trim])
+  for kind in kinds[len(EVENT_KINDS):]:
+    role = "rec" if kind.endswith("_rec") else "search"
+    seqio.TaskRegistry.add(
+        names[kind], source=items_source, output_features=output_features,
+        preprocessors=[_mapper(functools.partial(fmt.item_fn, role=role), kind),
+                       seqio.preprocessors.append_eos_after_trim])
+
+  counts = _example_counts(path, manifest, config)
+  for mixture, members in MIXTURE_KINDS.items():
+    rates = []
+    for kind in members:
+      if kind in names and counts[kind] > 0:
+        rate = float(t.rates[kind.replace("_rec", "") if kind.startswith(("text2id", "id2text"))
+                             else kind])
+        rates.append((names[kind], counts[kind] if rate < 0 else rate))
+    if rates:
+      seqio.MixtureRegistry.add(mixture_names[mixture], rates)
+    elif mixture == t.mixture:
+      raise ConfigError("tasks.mixture", f"{mixture}: the prepared dataset has no training "
+                        "examples for any of its tasks")
+  return {
+      "mixture": mixture_names[t.mixture], "mixtures": mixture_names, "tasks": names,
+      "eval_tasks": {b: names[k] for b, k in EVAL_KINDS[t.mixture].items()},
+      "eval_prefix": {b: EVAL_PREFIX[k] for b, k in EVAL_KINDS[t.mixture].items()},
+      "vocabulary": vocab, "example_counts": counts,
+  }
+
+
+def _mapper(make_fn, kind: str):
+  """A seqio preprocessor mapping `make_fn(kind, sequence_length)` over the dataset."""
+  def prep(dataset, sequence_length=None):
+    return dataset.map(make_fn(kind, sequence_length=sequence_length),
+                       num_parallel_calls=tf.data.AUTOTUNE)
+  return prep
