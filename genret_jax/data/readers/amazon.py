@@ -260,22 +260,27 @@ def read_amazon_raw(reviews_file: str | pathlib.Path, meta_file: str | pathlib.P
 def read_amazon(path: str | pathlib.Path, *, sequence_file: str = "",
                 attributes_file: str = ATTRIBUTES_FILE, reviews_file: str = "",
                 meta_file: str = "", **raw_knobs) -> tuple[Catalog, Events]:
-  """Reads an Amazon folder, sequential layout when it has the attributes TSV.
+  """Reads an Amazon folder: the sequential layout when it has the attributes
+  TSV (or `sequence_file` is set), else the raw layout.
 
-  File names are relative to `path` (absolute ones are kept).
+  File names are relative to `path` (absolute ones are kept). `raw_knobs` go
+  to read_amazon_raw (drop_root, allow_missing_metadata,
+  max_description_chars, seed).
   """
   p = pathlib.Path(path)
   if not p.is_dir():
     raise DataError(str(p), "missing folder" if not p.exists() else "not a folder")
-  if not (reviews_file or meta_file or sequence_file or (p / attributes_file).exists()
-          or any(p.glob("*.json")) or any(p.glob("*.json.gz"))):
+  has_tsv = (p / attributes_file).exists()
+  raw = bool(reviews_file or meta_file) or (not sequence_file and not has_tsv)
+  if raw and not (reviews_file or meta_file or any(p.glob("*.json"))
+                  or any(p.glob("*.json.gz"))):
     raise DataError(str(p / attributes_file), "missing file (an Amazon folder holds "
                     "<Name>.txt + derived_item_attributes.tsv, or raw review + meta_ JSON files)")
-  if reviews_file or meta_file or not (p / attributes_file).exists() and not sequence_file:
+  if raw:
     if not reviews_file or not meta_file:
-      found_r, found_m = find_raw_files(p)
-      reviews_file = reviews_file or str(found_r)
-      meta_file = meta_file or str(found_m)
+      found_reviews, found_meta = find_raw_files(p)
+      reviews_file = reviews_file or str(found_reviews)
+      meta_file = meta_file or str(found_meta)
     return read_amazon_raw(p / reviews_file, p / meta_file, **raw_knobs)
   seq = p / sequence_file if sequence_file else find_sequence_file(p)
   return read_amazon_sequential(seq, p / attributes_file)
