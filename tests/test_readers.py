@@ -10,6 +10,7 @@ from genret_jax.config import get_base_config
 from genret_jax.data import readers
 from genret_jax.data.readers import amazon, category_query, normalize_query
 from genret_jax.data.schema import REC, SEARCH
+from genret_jax.errors import DataError
 
 
 def data_config(source, path=""):
@@ -253,7 +254,7 @@ def test_amazon_raw_2018_json_and_missing_metadata(tmp_path):
   (d / "All_Beauty_5.json").write_text(
       json.dumps({"reviewerID": "Z", "asin": "Y1", "unixReviewTime": 5}) + "\n" +
       json.dumps({"reviewerID": "Z", "asin": "Y9", "unixReviewTime": 6}) + "\n")
-  with pytest.raises(readers.amazon.DataError) as e:
+  with pytest.raises(DataError) as e:
     readers.read_amazon(d)
   assert f"{d / 'All_Beauty_5.json'}:2: asin: unknown item id 'Y9'" in str(e.value)
   catalog, events = readers.read_amazon(d, allow_missing_metadata=True)

@@ -102,9 +102,12 @@ def test_zipf_exponent_controls_concentration():
   assert top[0] < top[1] < top[2]
 
 
-@pytest.mark.parametrize("s2,s3", [(0.0, 0.0), (0.3, 0.6), (0.8, 0.9), (1.0, 1.0), (0.5, 0.5)])
-def test_s2_s3_structure(s2, s3):
-  _, _, world = simulator.simulate_world(sim_config(matching_queries=s2, relevant_pairs=s3), 5)
+@pytest.mark.parametrize("s2,s3,clusters", [(0.0, 0.0, 25), (0.3, 0.6, 25), (0.8, 0.9, 25),
+                                             (1.0, 1.0, 25), (0.5, 0.5, 25), (0.5, 0.7, 2),
+                                             (0.0, 0.2, 125)])
+def test_s2_s3_structure(s2, s3, clusters):
+  cfg = sim_config(matching_queries=s2, relevant_pairs=s3, num_clusters=clusters)
+  _, _, world = simulator.simulate_world(cfg, 5)
   g = world.query_items.shape[0]
   assert abs(world.matching_fraction - s2) <= 1.0 / g
   assert abs(world.relevant_pair_fraction - s3) <= 1.0 / g
