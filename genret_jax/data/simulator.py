@@ -219,17 +219,17 @@ def build_world(cfg: ml_collections.ConfigDict, seed: int) -> World:
   gcluster = rng.permutation(np.arange(g) % c)
   cluster = np.empty(n, np.int32)
   cluster[qitems] = gcluster[:, None]
-  # Non-matching queries: cyclic regrouping of the chosen sets, ordered round
-  # robin over clusters so consecutive sets come from different clusters.
+  # Non-matching queries: cyclic regrouping of the chosen sets, each cluster's
+  # sets spread evenly along the cycle so consecutive sets differ in cluster.
   n_match = int(round(cfg.matching_queries * g))
   non = rng.permutation(g)[:g - n_match]
   if non.size >= 2:
-    occ = np.zeros(non.size, np.int64)
-    srt = np.argsort(gcluster[non], kind="stable")
-    first = np.searchsorted(gcluster[non][srt], gcluster[non][srt])
-    occ[srt] = np.arange(non.size) - first
-    cluster_rank = rng.permutation(c)[gcluster[non]]
-    non = non[np.lexsort((cluster_rank, occ))]
+    cl = gcluster[non]
+    srt = np.argsort(cl, kind="stable")
+    occ = np.empty(non.size, np.int64)
+    occ[srt] = np.arange(non.size) - np.searchsorted(cl[srt], cl[srt])
+    spread = (occ + 0.5) / np.bincount(cl, minlength=c)[cl]
+    non = non[np.lexsort((rng.permutation(c)[cl], spread))]
     old = qitems[non]
     j = np.arange(non.size)[:, None]
     t = np.arange(k)[None, :]
