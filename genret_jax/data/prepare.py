@@ -51,7 +51,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 
 def histories(events: Events, max_history: int) -> dict[str, np.ndarray]:
-  """The context of every event: the last `max_history` events strictly before it.
+  """The context of every event: the last `max_history` of the user's events with a
+  strictly earlier timestamp (events at the same time, e.g. the rec and search
+  events of one Amazon interaction, never see each other).
 
   Returns:
     hist: int64[E, H] event indices, oldest first, -1 left padding (any behaviour).
@@ -60,18 +62,22 @@ def histories(events: Events, max_history: int) -> dict[str, np.ndarray]:
   n, h = events.num_events, max_history
   order = np.lexsort((np.arange(n), events.timestamp, events.user))   # timeline order
   user_sorted = events.user[order]
+  time_sorted = events.timestamp[order]
   pos = np.arange(n)
   first = np.ones(n, bool)
   first[1:] = user_sorted[1:] != user_sorted[:-1]
   start = np.maximum.accumulate(np.where(first, pos, 0))               # user's first position
-  window = pos[:, None] - h + np.arange(h)[None, :]                     # [E, H] positions
+  first_at_time = first.copy()
+  first_at_time[1:] |= time_sorted[1:] != time_sorted[:-1]
+  end = np.maximum.accumulate(np.where(first_at_time, pos, 0))         # history is [start, end)
+  window = end[:, None] - h + np.arange(h)[None, :]                     # [E, H] positions
   hist_sorted = np.where(window >= start[:, None], order[np.maximum(window, 0)], -1)
   is_rec = events.behaviour[order] == REC
-  rec_order = order[is_rec]                                            # rec events, timeline
+  rec_order = np.concatenate([order[is_rec], [-1]])                    # rec events, timeline
   before = np.concatenate([[0], np.cumsum(is_rec)])[:-1]               # rec events before pos
-  rec_window = before[:, None] - h + np.arange(h)[None, :]
+  rec_window = before[end][:, None] - h + np.arange(h)[None, :]
   rec_hist_sorted = np.where(rec_window >= before[start][:, None],
-                             rec_order[np.maximum(rec_window, 0)] if len(rec_order) else -1, -1)
+                             rec_order[np.maximum(rec_window, 0)], -1)
   hist = np.empty_like(hist_sorted)
   rec_hist = np.empty_like(rec_hist_sorted)
   hist[order] = hist_sorted

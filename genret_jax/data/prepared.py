@@ -12,9 +12,9 @@ Layout of a prepared directory:
   train_item_counts.npy              int64[2, num_items]: TRAIN events per (behaviour, item)
 
 Every event record carries what a task needs without joins: the target, its
-history (the last `max_history` events strictly before it in the user's
-timeline, any behaviour; and the last `max_history` rec events), the per-item
-rank used by example caps, and for VALID/TEST events the 100 candidates of the
+history (the last `max_history` of the user's events with a strictly earlier
+timestamp, any behaviour; and the last `max_history` such rec events), the
+per-item rank used by example caps, and for VALID/TEST events the 100 candidates of the
 sampled protocol (target first, then the 99 negatives). seqio reads the
 `{split}` files with `seqio.TFExampleDataSource(split_patterns(path),
 EVENT_FEATURES)` and shards them across hosts by file.
