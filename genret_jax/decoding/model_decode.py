@@ -1,0 +1,90 @@
+"""Beam search with our T5 (`genret_jax.model.network.Transformer`).
+
+The encoder runs once per query; its output is repeated K times (the K beams
+of a query are contiguous, matching `beam_search`), the decoder runs one
+token per step with its KV cache of batch B*K, and `beam_search` gathers the
+cache by beam index each step. The scalar `cache_index` leaves are shared by
+all beams and left untouched by the gather.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genret_jax.decoding import beam_search as bs
+from genret_jax.model import network
+
+
+def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.Array,
+           constraint, *, beam_size: int, num_results: int, mode: str = "constrained",
+           num_groups: int = 1, diversity_penalty: float = 0.0) -> bs.BeamSearchOutput:
+  """Generates item identifiers for a batch of queries (pure; jit it).
+
+  Args:
+    module: the Transformer.
+    params: its 'params' collection.
+    encoder_input_tokens: int32[B, S] encoded queries (0 = padding).
+    constraint: `trie.Trie` or `candidates.CandidateSet` (batch B).
+    beam_size: K. num_results: items returned per query.
+    mode: 'constrained' | 'unconstrained' | 'diverse'.
+    num_groups, diversity_penalty: diverse mode only.
+  Returns:
+    `beam_search.BeamSearchOutput`.
+  """
+  b, s = encoder_input_tokens.shape
+  k = beam_size
+  steps = int(constraint.prefix_tokens.shape[0]) + len(constraint.levels)
+  encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
+                         method=network.Transformer.encode)
+  encoded = jnp.repeat(encoded, k, axis=0)
+  enc_tokens = jnp.repeat(encoder_input_tokens, k, axis=0)
+  cache = network.init_cache(module, b * k, steps, s)
+
+  def tokens_to_logits(state: bs.DecodingState):
+    tok = state.cur_token[:, None]
+    logits, variables = module.apply(
+        {"params": params, "cache": state.cache}, encoded, enc_tokens, tok,
+        jnp.ones_like(tok), enable_dropout=False, decode=True, mutable=["cache"],
+        method=network.Transformer.decode)
+    return logits[:, 0], variables["cache"]
+
+  diverse = mode == "diverse"
+  return bs.beam_search(tokens_to_logits, cache, constraint, batch_size=b, beam_size=k,
+                        num_results=num_results, constrained=mode != "unconstrained",
+                        num_groups=num_groups if diverse else 1,
+                        diversity_penalty=diversity_penalty if diverse else 0.0)
+
+
+search_jit = jax.jit(search, static_argnums=(0,), static_argnames=(
+    "beam_size", "num_results", "mode", "num_groups", "diversity_penalty"))
+search_jit.__doc__ = """`search` under jax.jit (module and settings static; Transformers with
+equal configs share compiled programs). Shard the batch on the 'data' mesh axis
+by passing sharded inputs, and call it inside `partitioning.axis_rules(mesh)`."""
+
+
+def search_kwargs(decode_config: ml_collections.ConfigDict, num_results: int) -> dict:
+  """`search` keyword arguments from the `decode` config block."""
+  return dict(beam_size=int(decode_config.beam_size), num_results=int(num_results),
+              mode=str(decode_config.mode), num_groups=int(decode_config.num_groups),
+              diversity_penalty=float(decode_config.diversity_penalty))
+
+
+def sequence_logprobs(module: network.Transformer, params: Any,
+                      encoder_input_tokens: jax.Array, target_tokens: jax.Array) -> jax.Array:
+  """Teacher-forced log-probability of whole target sequences (brute-force scorer).
+
+  Args:
+    encoder_input_tokens: int32[B, S].
+    target_tokens: int32[B, T] (forced prefix + ID tokens, no padding).
+  Returns:
+    float32[B] sum over t of log p(target_t | target_<t, input).
+  """
+  inputs = jnp.pad(target_tokens[:, :-1], ((0, 0), (1, 0)))
+  logits = module.apply({"params": params}, encoder_input_tokens, inputs,
+                        jnp.ones_like(target_tokens), enable_dropout=False)
+  lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  return jnp.take_along_axis(lp, target_tokens[..., None], axis=-1)[..., 0].sum(-1)

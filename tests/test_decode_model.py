@@ -1,0 +1,139 @@
+"""Beam search with the real T5 (KV cache, cache gathers) against teacher forcing."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from genret_jax.decoding import model_decode
+from genret_jax.decoding import trie as trie_lib
+from genret_jax.model import network
+
+SIZES = (4, 3, 3)
+OFFSETS = (10, 14, 17)
+PREFIX = 5
+
+
+@pytest.fixture(scope="module")
+def model():
+  cfg = network.t5_config("tiny", 30, num_encoder_layers=1, num_decoder_layers=2,
+                          dropout_rate=0.0)
+  module = network.Transformer(cfg)
+  tokens = jnp.ones((2, 6), jnp.int32)
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), tokens, tokens, tokens,
+                                              enable_dropout=False))["params"]
+  # random parameters straight from numpy (no init compile), sharper than the
+  # default init so that the ranking is far from uniform.
+  init = np.random.default_rng(1)
+  params = jax.tree.map(
+      lambda s: (3 * init.normal(size=s.shape) / np.sqrt(s.shape[0]) if len(s.shape) > 1
+                 else np.ones(s.shape)).astype(np.float32), nn.unbox(shapes))
+  rng = np.random.default_rng(0)
+  queries = rng.integers(1, 30, (4, 6)).astype(np.int32)
+  queries[1, 4:] = 0                                     # padded query
+  codes = np.stack([rng.integers(0, s, 25) for s in SIZES], 1).astype(np.int32)
+  codes[-3:] = codes[:3]                                 # duplicate IDs
+  return module, params, queries, codes
+
+
+def _brute(module, params, queries, codes):
+  """Teacher-forced log-probability of every item for every query: [Q, N]."""
+  seqs = np.concatenate([np.full((len(codes), 1), PREFIX), codes + np.array(OFFSETS)], 1)
+  q, n = len(queries), len(codes)
+  lp = jax.jit(model_decode.sequence_logprobs, static_argnums=0)(
+      module, params, jnp.repeat(jnp.asarray(queries), n, axis=0),
+      jnp.tile(jnp.asarray(seqs, jnp.int32), (q, 1)))
+  return np.asarray(lp).reshape(q, n)
+
+
+def test_constrained_equals_brute_force(model):
+  module, params, queries, codes = model
+  trie = trie_lib.build_trie(codes, OFFSETS, SIZES, prefix_tokens=[PREFIX], dense_max_mb=0)
+  fn = jax.jit(lambda p, x, t: model_decode.search(module, p, x, t, beam_size=trie.num_leaves,
+                                                   num_results=len(codes)))
+  out = fn(params, queries, trie)
+  scores = _brute(module, params, queries, codes)
+  for q in range(len(queries)):
+    order = np.lexsort((np.arange(len(codes)), -scores[q]))
+    np.testing.assert_array_equal(np.asarray(out.items[q]), order)
+    np.testing.assert_allclose(np.asarray(out.scores[q]), scores[q][order], rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_modes_and_mesh(model):
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+  from genret_jax.model import partitioning
+  module, params, queries, codes = model
+  trie = trie_lib.build_trie(codes, OFFSETS, SIZES, prefix_tokens=[PREFIX])
+  queries = np.tile(queries, (2, 1))
+  fn = jax.jit(lambda p, x, t: model_decode.search(module, p, x, t, beam_size=4,
+                                                   num_results=4))
+  single = fn(params, queries, trie)
+  mesh = Mesh(np.array(jax.devices()).reshape(8, 1), ("data", "model"))
+  with partitioning.axis_rules(mesh):
+    sharded = fn(params, jax.device_put(queries, NamedSharding(mesh, P("data"))), trie)
+  np.testing.assert_array_equal(np.asarray(sharded.items), np.asarray(single.items))
+  np.testing.assert_allclose(np.asarray(sharded.scores), np.asarray(single.scores), rtol=1e-4)
+  scores = _brute(module, params, queries[:4], codes)
+  got = np.asarray(single.items)[:4]
+  assert (got >= 0).all()
+  np.testing.assert_allclose(np.asarray(single.scores)[:4], np.take_along_axis(scores, got, 1),
+                             rtol=1e-4, atol=1e-4)
+  un = jax.jit(lambda p, x, t: model_decode.search(module, p, x, t, beam_size=4, num_results=4,
+                                                   mode="unconstrained"))(params, queries, trie)
+  seqs = np.asarray(un.sequences)
+  assert (seqs[..., 0] == PREFIX).all()
+  ids = {tuple(c) for c in codes + np.array(OFFSETS)}
+  is_id = np.array([[tuple(s[1:]) in ids for s in row] for row in seqs])
+  np.testing.assert_array_equal(np.asarray(un.beam_leaves) >= 0, is_id)
+
+
+def test_evaluate_generative_both_protocols(model):
+  from genret_jax.decoding import config as decoding_config
+  from genret_jax.evaluation import generative, metrics
+  from genret_jax.ids.types import IdTable
+  module, params, queries, codes = model
+  table = IdTable("t", codes, ("a", "b", "c"), SIZES)
+  dec, ev = decoding_config.default_config(), decoding_config.eval_config()
+  dec.beam_size, dec.batch_size = 5, 3
+  ev.ks, ev.protocol, ev.num_negatives, ev.best_metric = (1, 3), "both", 6, "mrr"
+  targets = np.array([0, 7, 24, 11])
+  cands = metrics.sample_negatives(len(codes), targets, 6, seed=0)
+  res = generative.evaluate_generative(module, params, queries, targets, table, OFFSETS,
+                                       prefix_tokens=[PREFIX], decode_config=dec,
+                                       eval_config=ev, candidates=cands)
+  trie = trie_lib.build_trie(codes, OFFSETS, SIZES, prefix_tokens=[PREFIX])
+  out = model_decode.search_jit(module, params, queries, trie, beam_size=5, num_results=3)
+  expect = metrics.ranking_metrics(np.asarray(out.items), targets, (1, 3),
+                                   np.asarray(out.ranks))
+  for k, v in expect.items():
+    assert res[k] == pytest.approx(v)
+  # sampled: brute-force ranking of the 7 candidates by sequence log-probability.
+  scores = _brute(module, params, queries, codes)
+  items = np.full((4, 7), -1)
+  ranks = np.full((4, 7), -1)
+  for q in range(4):
+    c = np.sort(cands[q])
+    order = c[np.lexsort((c, -scores[q][c]))]
+    items[q] = order
+    _, ranks[q] = np.unique(np.round(scores[q][order], 4), return_inverse=True)
+    ranks[q] = ranks[q].max() - ranks[q]
+  items_b = generative.generate_items(
+      module, params, queries,
+      lambda lo, hi, pad: generative._candidate_set(
+          codes + np.array(OFFSETS, np.int32),
+          np.concatenate([cands[lo:hi], np.repeat(cands[hi - 1:hi], pad, 0)]),
+          np.array([PREFIX])),
+      decode_config=dec, num_results=3)["items"]
+  np.testing.assert_array_equal(items_b[:, :3], items[:, :3])   # beam 5 keeps the top 3 here
+  expect = metrics.ranking_metrics(items[:, :3], targets, (1, 3), ranks[:, :3])
+  for k, v in expect.items():
+    assert res["sampled_" + k] == pytest.approx(v)
+  assert res["invalid_id_rate"] == 0.0 and res["num_queries"] == 4.0
+  with pytest.raises(ValueError, match="must be \\[N, S\\]"):
+    generative.evaluate_generative(module, params, queries, targets[:2], table, OFFSETS)
+  ev.protocol = "sampled"
+  with pytest.raises(ValueError, match="one row per query"):
+    generative.evaluate_generative(module, params, queries, targets, table, OFFSETS,
+                                   eval_config=ev, candidates=cands[:2])
