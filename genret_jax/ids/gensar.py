@@ -19,6 +19,7 @@ remains is reported (no extra token).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -90,6 +91,67 @@ def resolve_collisions(prefix: np.ndarray, codes: np.ndarray, last_in: np.ndarra
   return codes, done
 
 
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """Everything the jitted functions close over (hashable: compiled once per spec)."""
+  n: int
+  sem_dim: int
+  col_dim: int
+  latent_dim: int
+  hidden: tuple[int, ...]
+  shared_levels: int
+  specific_levels: int
+  beta: float
+  batch_size: int
+  learning_rate: float
+  weight_decay: float
+  clip_norm: float
+  sinkhorn_eps: float
+  sinkhorn_iters: int
+
+  def modules(self):
+    return (vq.MLP(self.hidden + (self.latent_dim,)),
+            vq.MLP(tuple(reversed(self.hidden)) + (self.sem_dim,)),
+            vq.MLP(tuple(reversed(self.hidden)) + (self.col_dim,)))
+
+  def optimizer(self) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(self.clip_norm),
+                       optax.adamw(self.learning_rate, weight_decay=self.weight_decay))
+
+
+def _latents(spec: _Spec, p, a, b):
+  enc, _, _ = spec.modules()
+  return jnp.concatenate([enc.apply(p["enc_sem"], a), enc.apply(p["enc_col"], b)], axis=1)
+
+
+def _forward(spec: _Spec, p, a, b, sinkhorn: bool):
+  """(loss, (shared, semantic, collaborative codes, last-level residuals sem / col))."""
+  _, dec_s, dec_c = spec.modules()
+  d, beta = spec.latent_dim, spec.beta
+  z = _latents(spec, p, a, b)
+  sh_codes, q_sh, l_sh, _ = vq.residual_quantize(z, p["shared"], beta)
+  r = z - q_sh
+  sk = (False,) * (spec.specific_levels - 1) + (True,) if sinkhorn else ()
+  kw = dict(eps=spec.sinkhorn_eps, iters=spec.sinkhorn_iters)
+  s_codes, q_s, l_s, s_last = vq.residual_quantize(r[:, :d], p["sem"], beta, sk, **kw)
+  c_codes, q_c, l_c, c_last = vq.residual_quantize(r[:, d:], p["col"], beta, sk, **kw)
+  zs_hat = vq.straight_through(z[:, :d], q_sh[:, :d] + q_s)
+  zc_hat = vq.straight_through(z[:, d:], q_sh[:, d:] + q_c)
+  recon = (jnp.mean((dec_s.apply(p["dec_sem"], zs_hat) - a) ** 2)
+           + jnp.mean((dec_c.apply(p["dec_col"], zc_hat) - b) ** 2))
+  vq_loss = jnp.mean(jnp.concatenate([l_sh, l_s, l_c]))
+  return recon + vq_loss, (sh_codes, s_codes, c_codes, s_last, c_last)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(spec: _Spec):
+  """(jitted epoch fn, jitted all-items assignment fn) for a spec."""
+  loss_fn = lambda p, _key, a, b: _forward(spec, p, a, b, True)[0]
+  epoch = vq.make_epoch_fn(loss_fn, spec.optimizer(), spec.n, spec.batch_size)
+  assign_all = jax.jit(lambda p, a, b: _forward(spec, p, a, b, False)[1])
+  return epoch, assign_all
+
+
 def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2,
                  specific_levels: int = 2, codebook_size: int = 256, latent_dim: int = 32,
                  hidden: tuple[int, ...] = (512, 256, 128, 64), beta: float = 0.25,
@@ -103,22 +165,19 @@ def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2
   n = xs.shape[0]
   if xc.shape[0] != n:
     raise ValueError(f"semantic ({n}) and collaborative ({xc.shape[0]}) row counts differ")
-  enc = vq.MLP(tuple(hidden) + (latent_dim,))
-  dec_s = vq.MLP(tuple(reversed(hidden)) + (xs.shape[1],))
-  dec_c = vq.MLP(tuple(reversed(hidden)) + (xc.shape[1],))
+  spec = _Spec(n, xs.shape[1], xc.shape[1], latent_dim, tuple(hidden), shared_levels,
+               specific_levels, float(beta), min(batch_size, n), float(learning_rate),
+               float(weight_decay), float(clip_norm), float(sinkhorn_eps), int(sinkhorn_iters))
+  enc, dec_s, dec_c = spec.modules()
+  d = latent_dim
   keys = jax.random.split(jax.random.PRNGKey(seed), 6)
   params = {"enc_sem": enc.init(keys[0], xs[:1]), "enc_col": enc.init(keys[1], xc[:1]),
             "dec_sem": dec_s.init(keys[2], jnp.zeros((1, latent_dim))),
             "dec_col": dec_c.init(keys[3], jnp.zeros((1, latent_dim)))}
-  d = latent_dim
-  specific_sk = (False,) * (specific_levels - 1) + (True,)
-
-  def latents(p, a, b):
-    return jnp.concatenate([enc.apply(p["enc_sem"], a), enc.apply(p["enc_col"], b)], axis=1)
 
   # k-means init on the first minibatch's latents, level by level.
   first = vq.minibatches(jax.random.fold_in(keys[5], 0), n, batch_size)[0]
-  z0 = np.asarray(latents(params, xs[first], xc[first]))
+  z0 = np.asarray(_latents(spec, params, xs[first], xc[first]))
   sh = rqk.rq_kmeans(z0, shared_levels, codebook_size, seed=seed, iterations=100)
   r0 = z0 - sh.codebooks[np.arange(shared_levels)[None], sh.codes].sum(1)
   se = rqk.rq_kmeans(r0[:, :d], specific_levels, codebook_size, seed=seed + 1, iterations=100)
@@ -126,32 +185,11 @@ def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2
   params.update(shared=jnp.asarray(sh.codebooks), sem=jnp.asarray(se.codebooks),
                 col=jnp.asarray(co.codebooks))
 
-  def forward(p, a, b, sinkhorn: bool):
-    z = latents(p, a, b)
-    sh_codes, q_sh, l_sh, _ = vq.residual_quantize(z, p["shared"], beta)
-    r = z - q_sh
-    sk = specific_sk if sinkhorn else ()
-    kw = dict(eps=sinkhorn_eps, iters=sinkhorn_iters)
-    s_codes, q_s, l_s, s_last = vq.residual_quantize(r[:, :d], p["sem"], beta, sk, **kw)
-    c_codes, q_c, l_c, c_last = vq.residual_quantize(r[:, d:], p["col"], beta, sk, **kw)
-    zs_hat = vq.straight_through(z[:, :d], q_sh[:, :d] + q_s)
-    zc_hat = vq.straight_through(z[:, d:], q_sh[:, d:] + q_c)
-    recon = (jnp.mean((dec_s.apply(p["dec_sem"], zs_hat) - a) ** 2)
-             + jnp.mean((dec_c.apply(p["dec_col"], zc_hat) - b) ** 2))
-    vq_loss = jnp.mean(jnp.concatenate([l_sh, l_s, l_c]))
-    return recon + vq_loss, (sh_codes, s_codes, c_codes, s_last, c_last)
-
-  def loss_fn(p, _key, a, b):
-    return forward(p, a, b, True)[0]
-
-  tx = optax.chain(optax.clip_by_global_norm(clip_norm),
-                   optax.adamw(learning_rate, weight_decay=weight_decay))
-  opt_state = tx.init(params)
-  epoch_fn = vq.make_epoch_fn(loss_fn, tx, n, batch_size)
-  assign_all = jax.jit(lambda p: forward(p, xs, xc, False)[1])
+  epoch_fn, assign = _compiled(spec)
+  opt_state = spec.optimizer().init(params)
 
   def rate(p) -> float:
-    sh_c, s_c, c_c, _, _ = assign_all(p)
+    sh_c, s_c, c_c, _, _ = assign(p, xs, xc)
     return (stats.collision_rate(np.concatenate([sh_c, s_c], 1))
             + stats.collision_rate(np.concatenate([sh_c, c_c], 1)))
 
@@ -166,7 +204,7 @@ def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2
       if r < best_rate:
         best, best_rate, best_epoch = params, r, epoch + 1
 
-  sh_c, s_c, c_c, s_last, c_last = (np.asarray(a) for a in assign_all(best))
+  sh_c, s_c, c_c, s_last, c_last = (np.asarray(a) for a in assign(best, xs, xc))
   kw = dict(rounds=collision_rounds, eps=sinkhorn_eps, iters=sinkhorn_iters)
   s_new, s_rounds = resolve_collisions(sh_c, s_c, s_last, np.asarray(best["sem"][-1]), **kw)
   c_new, c_rounds = resolve_collisions(sh_c, c_c, c_last, np.asarray(best["col"][-1]), **kw)

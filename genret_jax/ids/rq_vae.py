@@ -10,6 +10,7 @@ residuals of random items (and counted in the report).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -34,8 +35,49 @@ class RQVAEResult:
   params: Any
 
 
-def _modules(in_dim: int, hidden: tuple[int, ...], latent: int):
-  return vq.MLP(tuple(hidden) + (latent,)), vq.MLP(tuple(reversed(hidden)) + (in_dim,))
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+  """Everything the jitted functions close over (hashable: compiled once per spec)."""
+  n: int
+  in_dim: int
+  hidden: tuple[int, ...]
+  latent_dim: int
+  levels: int
+  beta: float
+  batch_size: int
+  learning_rate: float
+  weight_decay: float
+
+  def modules(self):
+    return (vq.MLP(self.hidden + (self.latent_dim,)),
+            vq.MLP(tuple(reversed(self.hidden)) + (self.in_dim,)))
+
+  def optimizer(self) -> optax.GradientTransformation:
+    return optax.adamw(self.learning_rate, weight_decay=self.weight_decay)
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled(spec: _Spec):
+  """(jitted epoch fn, jitted fn: params, x -> codes int32[N, L] and residuals [L, N, D])."""
+  encoder, decoder = spec.modules()
+
+  def loss_fn(p, _key, xb):
+    z = encoder.apply(p["encoder"], xb)
+    _, zq, losses, _ = vq.residual_quantize(z, p["codebooks"], spec.beta)
+    recon = decoder.apply(p["decoder"], vq.straight_through(z, zq))
+    return jnp.mean((recon - xb) ** 2) + jnp.sum(losses)
+
+  @jax.jit
+  def codes_and_residuals(p, x):
+    res, codes, ins = encoder.apply(p["encoder"], x), [], []
+    for level in range(spec.levels):
+      ins.append(res)
+      c, e = vq.quantize(res, p["codebooks"][level])
+      codes.append(c)
+      res = res - e
+    return jnp.stack(codes, 1), jnp.stack(ins)
+
+  return vq.make_epoch_fn(loss_fn, spec.optimizer(), spec.n, spec.batch_size), codes_and_residuals
 
 
 def train_rq_vae(x: np.ndarray, *, levels: int = 3, codebook_size: int = 256,
@@ -46,7 +88,9 @@ def train_rq_vae(x: np.ndarray, *, levels: int = 3, codebook_size: int = 256,
   """Trains an RQ-VAE on x (float[N, d]) and returns every item's codes."""
   x = jnp.asarray(x, jnp.float32)
   n, d = x.shape
-  encoder, decoder = _modules(d, hidden, latent_dim)
+  spec = _Spec(n, d, tuple(hidden), latent_dim, levels, float(beta), min(batch_size, n),
+               float(learning_rate), float(weight_decay))
+  encoder, decoder = spec.modules()
   key = jax.random.PRNGKey(seed)
   k_enc, k_dec, k_train = jax.random.split(key, 3)
   params = {"encoder": encoder.init(k_enc, x[:1]),
@@ -54,38 +98,15 @@ def train_rq_vae(x: np.ndarray, *, levels: int = 3, codebook_size: int = 256,
   z0 = encoder.apply(params["encoder"], x)
   init = rqk.rq_kmeans(np.asarray(z0), levels, codebook_size, seed=seed, iterations=30)
   params["codebooks"] = jnp.asarray(init.codebooks)
-
-  def forward(p, xb):
-    z = encoder.apply(p["encoder"], xb)
-    codes, zq, losses, _ = vq.residual_quantize(z, p["codebooks"], beta)
-    return codes, decoder.apply(p["decoder"], vq.straight_through(z, zq)), losses
-
-  def loss_fn(p, _key, xb):
-    _, recon, losses = forward(p, xb)
-    return jnp.mean((recon - xb) ** 2) + jnp.sum(losses)
-
-  tx = optax.adamw(learning_rate, weight_decay=weight_decay)
-  opt_state = tx.init(params)
-  epoch_fn = vq.make_epoch_fn(loss_fn, tx, n, batch_size)
-
-  @jax.jit
-  def all_codes_and_residuals(p):
-    """int32[N, L] codes and float32[L, N, D] residuals entering each level."""
-    z = encoder.apply(p["encoder"], x)
-    res, codes, ins = z, [], []
-    for level in range(levels):
-      ins.append(res)
-      c, e = vq.quantize(res, p["codebooks"][level])
-      codes.append(c)
-      res = res - e
-    return jnp.stack(codes, 1), jnp.stack(ins)
+  epoch_fn, all_codes_and_residuals = _compiled(spec)
+  opt_state = spec.optimizer().init(params)
 
   losses, reseeded = [], 0
   for epoch in range(epochs):
     params, opt_state, loss = epoch_fn(params, opt_state, jax.random.fold_in(k_train, epoch), x)
     losses.append(float(loss))
     if reseed_every and (epoch + 1) % reseed_every == 0 and epoch + 1 < epochs:
-      codes, ins = all_codes_and_residuals(params)
+      codes, ins = all_codes_and_residuals(params, x)
       books = []
       for level in range(levels):
         book, count = vq.reseed_dead_codes(jax.random.fold_in(k_train, 10**6 + epoch * 31 + level),
