@@ -1,0 +1,304 @@
+"""The T5 network: config sizes, padding masks, packing, dropout, KV cache, dtype."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import linen as nn
+
+from genret_jax.model import layers, network
+
+VOCAB = 200
+
+
+B, S, T = 2, 10, 7  # one set of shapes, so each jitted function compiles once
+
+
+def _model(**overrides):
+  cfg = network.t5_config("tiny", VOCAB, **{"dropout_rate": 0.2, **overrides})
+  return network.Transformer(cfg), cfg
+
+
+def _abstract_params(model, enc, dec_in, targets):
+  """Boxed ShapeDtypeStructs of the params (nothing is computed or compiled)."""
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), enc, dec_in, targets,
+                                           enable_dropout=False))["params"]
+
+
+def _init(model, enc, dec_in, targets, seed=0):
+  """Random parameters of the right tree and shapes, drawn with numpy.
+
+  (Compiling `model.init` costs many seconds on CPU, so the behavioural tests
+  here draw parameters directly; test_partitioning compiles the real init.)
+  """
+  rng = np.random.default_rng(seed)
+  shapes = nn.unbox(_abstract_params(model, enc, dec_in, targets))
+
+  def draw(s):
+    if len(s.shape) == 1:  # layer-norm scales around 1
+      return (1.0 + 0.1 * rng.standard_normal(s.shape)).astype(np.float32)
+    return (0.3 * rng.standard_normal(s.shape)).astype(np.float32)
+  return jax.tree_util.tree_map(draw, shapes)
+
+
+def _shift_right(targets):
+  return np.concatenate([np.zeros_like(targets[:, :1]), targets[:, :-1]], axis=1)
+
+
+def _batch(rng, batch=B, enc_len=S, dec_len=T):
+  enc = rng.integers(2, VOCAB, size=(batch, enc_len)).astype(np.int32)
+  targets = rng.integers(2, VOCAB, size=(batch, dec_len)).astype(np.int32)
+  return enc, _shift_right(targets), targets
+
+
+def test_sizes_and_vocab_padding():
+  assert network.pad_vocab_size(1) == 128
+  assert network.pad_vocab_size(128) == 128
+  assert network.pad_vocab_size(32100 + 12101) == 44288
+  small = network.t5_config("small", 32100)
+  assert (small.vocab_size, small.emb_dim, small.num_heads, small.head_dim, small.mlp_dim,
+          small.num_encoder_layers) == (32128, 512, 6, 64, 1024, 8)
+  base = network.t5_config("base", 32128)
+  assert (base.emb_dim, base.num_heads, base.mlp_dim, base.num_decoder_layers) == \
+      (768, 12, 2048, 12)
+  large = network.t5_config("large", 32128, dtype=jnp.bfloat16)
+  assert (large.emb_dim, large.num_heads, large.mlp_dim, large.num_encoder_layers) == \
+      (1024, 16, 2816, 24)
+  assert large.dtype == jnp.bfloat16
+  assert base.mlp_activations == ("gelu", "linear") and not base.logits_via_embedding
+  with pytest.raises(ValueError, match="unknown model size 'xl'"):
+    network.t5_config("xl", 10)
+  with pytest.raises(ValueError, match=r"unknown T5Config fields \['emb'\]"):
+    network.t5_config("tiny", 10, emb=3)
+  with pytest.raises(ValueError, match="vocab_size must be positive"):
+    network.pad_vocab_size(0)
+
+
+def test_parameter_shapes_and_logical_names():
+  model, cfg = _model()
+  enc, dec_in, targets = _batch(np.random.default_rng(0))
+  boxed = _abstract_params(model, enc, dec_in, targets)
+  leaves = jax.tree_util.tree_leaves_with_path(
+      boxed, is_leaf=lambda x: isinstance(x, nn.LogicallyPartitioned))
+  names = {}
+  for path, leaf in leaves:
+    assert isinstance(leaf, nn.LogicallyPartitioned), jax.tree_util.keystr(path)
+    assert len(leaf.names) == len(leaf.value.shape)
+    assert leaf.value.dtype == jnp.float32
+    names[jax.tree_util.keystr(path, simple=True, separator="/")] = leaf.names
+  assert names["token_embedder/embedding"] == ("vocab", "embed")
+  assert names["encoder/layers_0/attention/query/kernel"] == ("embed", "heads", "kv")
+  assert names["encoder/layers_0/attention/out/kernel"] == ("heads", "kv", "embed")
+  assert names["decoder/layers_1/mlp/wi_1/kernel"] == ("embed", "mlp")
+  assert names["decoder/layers_1/mlp/wo/kernel"] == ("mlp", "embed")
+  assert names["decoder/relpos_bias/rel_embedding"] == ("heads", "relpos_buckets")
+  assert names["decoder/decoder_norm/scale"] == ("embed",)
+  assert names["decoder/logits_dense/kernel"] == ("embed", "vocab")
+  params = nn.unbox(boxed)
+  assert params["token_embedder"]["embedding"].shape == (128 * 2, cfg.emb_dim)
+  assert params["decoder"]["logits_dense"]["kernel"].shape == (cfg.emb_dim, 256)
+  # The tied head has no separate output kernel.
+  tied, _ = _model(logits_via_embedding=True)
+  assert "logits_dense" not in _init(tied, enc, dec_in, targets)["decoder"]
+
+
+def test_relative_position_buckets():
+  rel = jnp.arange(-200, 201)
+  causal = np.asarray(layers.relative_position_bucket(rel, False, 32, 128))
+  np.testing.assert_array_equal(causal[rel > 0], 0)  # the future is one bucket (masked anyway)
+  np.testing.assert_array_equal(causal[(rel <= 0) & (rel > -16)], -np.asarray(rel)[
+      (rel <= 0) & (rel > -16)])
+  assert causal[list(rel).index(-128)] == 31 and causal[0] == 31
+  bi = np.asarray(layers.relative_position_bucket(rel, True, 32, 128))
+  assert bi[list(rel).index(3)] == 16 + 3 and bi[list(rel).index(-3)] == 3
+  assert bi.max() == 31 and bi.min() == 0
+  assert np.all(np.diff(bi[rel >= 0]) >= 0)  # monotone in distance
+
+
+class _Tiny:
+  """The tiny model, random params and jitted forward functions shared by tests."""
+
+  def __init__(self):
+    self.model, self.cfg = _model()
+    self.params = _init(self.model, *_batch(np.random.default_rng(0)))
+    model = self.model
+    self.forward = jax.jit(lambda p, e, d, t: model.apply(
+        {"params": p}, e, d, t, enable_dropout=False))
+    self.packed = jax.jit(lambda p, e, d, t, es, ds, ep, dp: model.apply(
+        {"params": p}, e, d, t, es, ds, ep, dp, enable_dropout=False))
+    self.encode = jax.jit(lambda p, e: model.apply({"params": p}, e, enable_dropout=False,
+                                                   method=model.encode))
+
+  def __call__(self, enc, dec_in, targets):
+    return np.asarray(self.forward(self.params, enc, dec_in, targets))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return _Tiny()
+
+
+def test_encoder_padding_is_masked(tiny):
+  enc, dec_in, targets = _batch(np.random.default_rng(1))
+  enc[0, 6:] = 0
+  enc[1, 3:] = 0
+  base = tiny(enc, dec_in, targets)
+  # Whatever the encoder computes at padded positions, no real position sees it:
+  # logits equal those of the same inputs with different real tokens moved...
+  encoded = np.asarray(tiny.encode(tiny.params, enc))
+  # ...and the encoder states of real tokens equal those of the unpadded sequence
+  # (the padded tail is replaced by other real tokens masked out via segment 0).
+  other = enc.copy()
+  other[0, 6:] = 77
+  other[1, 3:] = 55
+  seg = (enc > 0).astype(np.int32)
+  pos = np.broadcast_to(np.arange(S, dtype=np.int32), (B, S))
+  dpos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
+  dseg = np.ones((B, T), np.int32)
+  masked_by_segment = np.asarray(tiny.packed(tiny.params, other, dec_in, targets, seg, dseg,
+                                             pos, dpos))
+  np.testing.assert_allclose(masked_by_segment, base, atol=1e-4, rtol=1e-4)
+  assert np.abs(tiny(other, dec_in, targets) - base).max() > 1e-3  # the tokens do matter
+  np.testing.assert_array_equal(np.isfinite(encoded), True)
+
+
+def test_encoder_outputs_do_not_depend_on_padding_length(tiny):
+  enc, dec_in, targets = _batch(np.random.default_rng(2))
+  enc[:, 6:] = 0
+  shifted = np.zeros_like(enc)
+  shifted[:, :6] = enc[:, :6]
+  shifted_logits = tiny(shifted, dec_in, targets)
+  np.testing.assert_array_equal(shifted_logits, tiny(enc, dec_in, targets))
+  # A padded position's content is 0 by definition; a real token there changes things.
+  changed = enc.copy()
+  changed[:, 6] = 9
+  assert np.abs(tiny(changed, dec_in, targets) - shifted_logits).max() > 1e-3
+
+
+def test_decoder_is_causal_and_padding_is_masked(tiny):
+  enc, dec_in, targets = _batch(np.random.default_rng(3))
+  base = tiny(enc, dec_in, targets)
+  # Changing a later decoder input leaves earlier logits unchanged.
+  changed = dec_in.copy()
+  changed[:, 3] = (changed[:, 3] + 7) % VOCAB + 1
+  out = tiny(enc, changed, targets)
+  np.testing.assert_allclose(out[:, :3], base[:, :3], atol=1e-5)
+  assert np.abs(out[:, 3:] - base[:, 3:]).max() > 1e-3
+  # Padded target positions (target 0): their input tokens are invisible.
+  padded_t = targets.copy()
+  padded_t[:, 4:] = 0
+  padded_in = dec_in.copy()
+  padded_in[:, 5:] = 123
+  out = tiny(enc, padded_in, padded_t)
+  ref = tiny(enc, dec_in, padded_t)
+  np.testing.assert_allclose(out[:, :4], ref[:, :4], atol=1e-5)
+
+
+@pytest.mark.parametrize("with_positions", [False, True])
+def test_packing_equals_separate_sequences(tiny, with_positions):
+  rng = np.random.default_rng(4)
+  a = _batch(rng, batch=1, enc_len=5, dec_len=3)
+  b = _batch(rng, batch=1, enc_len=4, dec_len=4)
+  pad = lambda x, n: np.pad(x, ((0, 0), (0, n - x.shape[1])))  # noqa: E731
+  # Reference: a and b as two separate (padded) rows of one batch.
+  separate = tiny(np.concatenate([pad(a[0], S), pad(b[0], S)]),
+                  np.concatenate([pad(a[1], T), pad(b[1], T)]),
+                  np.concatenate([pad(a[2], T), pad(b[2], T)]))
+  # Packed: a then b in row 0; row 1 is b alone.
+  enc = np.concatenate([pad(np.concatenate([a[0], b[0]], 1), S), pad(b[0], S)])
+  dec_in = np.concatenate([np.concatenate([a[1], b[1]], 1), pad(b[1], T)])
+  targets = np.concatenate([np.concatenate([a[2], b[2]], 1), pad(b[2], T)])
+  enc_seg = np.array([[1] * 5 + [2] * 4 + [0], [1] * 4 + [0] * 6], np.int32)
+  dec_seg = np.array([[1] * 3 + [2] * 4, [1] * 4 + [0] * 3], np.int32)
+  if with_positions:
+    enc_pos = np.array([list(range(5)) + list(range(4)) + [0], list(range(4)) + [0] * 6],
+                       np.int32)
+    dec_pos = np.array([list(range(3)) + list(range(4)), list(range(4)) + [0] * 3], np.int32)
+  else:  # relative positions are shift-invariant: running positions give the same result
+    enc_pos = np.broadcast_to(np.arange(S, dtype=np.int32), (B, S))
+    dec_pos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
+  packed = np.asarray(tiny.packed(tiny.params, enc, dec_in, targets, enc_seg, dec_seg, enc_pos,
+                                  dec_pos))
+  np.testing.assert_allclose(packed[0, :3], separate[0, :3], atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(packed[0, 3:7], separate[1, :4], atol=1e-4, rtol=1e-4)
+  np.testing.assert_allclose(packed[1, :4], separate[1, :4], atol=1e-4, rtol=1e-4)
+
+
+def test_cached_decoding_equals_teacher_forcing(tiny):
+  model, params = tiny.model, tiny.params
+  enc, dec_in, targets = _batch(np.random.default_rng(5))
+  enc[1, 5:] = 0
+  full = tiny(enc, dec_in, targets)
+  encoded = tiny.encode(params, enc)
+  cache = network.init_cache(model, B, T, S)
+  leaves = jax.tree_util.tree_leaves_with_path(cache)
+  assert {jax.tree_util.keystr(p[-1:]) for p, _ in leaves} == \
+      {"['cache_index']", "['cached_key']", "['cached_value']"}
+  layer0 = cache["decoder"]["layers_0"]["self_attention"]
+  assert layer0["cached_key"].shape == (B, T, 4, 8) and layer0["cache_index"].shape == ()
+  assert all(np.all(np.asarray(x) == 0) for _, x in leaves)
+
+  def step(cache, token):
+    logits, mutated = model.apply({"params": params, "cache": cache}, encoded, enc, token, token,
+                                  enable_dropout=False, decode=True, mutable=["cache"],
+                                  method=model.decode)
+    return mutated["cache"], logits[:, 0]
+
+  # The whole loop is one jitted scan: no host round trip per token.
+  final, stepped = jax.jit(lambda c, toks: jax.lax.scan(step, c, toks))(
+      cache, jnp.transpose(dec_in)[:, :, None])
+  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, atol=1e-5)
+  assert int(final["decoder"]["layers_1"]["self_attention"]["cache_index"]) == T
+  with pytest.raises(ValueError, match="one token per call"):
+    model.apply({"params": params, "cache": cache}, encoded, enc, dec_in[:, :2], dec_in[:, :2],
+                enable_dropout=False, decode=True, mutable=["cache"], method=model.decode)
+
+
+def test_dropout_is_active_only_when_enabled():
+  # One layer each way: dropout's RNG code is slow to compile on CPU.
+  model, _ = _model(num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.2)
+  enc, dec_in, targets = _batch(np.random.default_rng(6))
+  params = _init(model, enc, dec_in, targets)
+  run = jax.jit(lambda key, on: model.apply({"params": params}, enc, dec_in, targets,
+                                            enable_dropout=on, rngs={"dropout": key}),
+                static_argnums=1)
+  k1, k2 = jax.random.split(jax.random.PRNGKey(9))
+  off = np.asarray(run(k1, False))
+  np.testing.assert_array_equal(off, np.asarray(run(k2, False)))
+  on1 = np.asarray(run(k1, True))
+  np.testing.assert_array_equal(on1, np.asarray(run(k1, True)))
+  assert np.abs(on1 - np.asarray(run(k2, True))).max() > 1e-3
+  assert np.abs(on1 - off).max() > 1e-3
+
+
+def test_bfloat16_activations_keep_float32_params_and_logits(tiny):
+  model16, _ = _model(dtype=jnp.bfloat16)
+  enc, dec_in, targets = _batch(np.random.default_rng(7))
+  params = jax.tree_util.tree_map(lambda x: x * 0.5 if x.ndim > 1 else x, tiny.params)
+  out16, encoded = jax.jit(lambda p: (
+      model16.apply({"params": p}, enc, dec_in, targets, enable_dropout=False),
+      model16.apply({"params": p}, enc, enable_dropout=False, method=model16.encode)))(params)
+  assert out16.dtype == jnp.float32 and encoded.dtype == jnp.bfloat16
+  out32 = tiny(enc, dec_in, targets) if params is tiny.params else np.asarray(
+      tiny.forward(params, enc, dec_in, targets))
+  # bfloat16 keeps ~3 significant digits: close to float32, not equal.
+  scale = np.abs(out32).max()
+  err = np.abs(np.asarray(out16) - out32)
+  assert 0 < err.max() < 0.05 * scale
+  assert np.mean(np.argmax(np.asarray(out16), -1) == np.argmax(out32, -1)) >= 0.9
+
+
+def test_tied_head_scales_by_inverse_sqrt_dim():
+  model, cfg = _model(logits_via_embedding=True, dropout_rate=0.0)
+  enc, dec_in, targets = _batch(np.random.default_rng(8))
+  params = _init(model, enc, dec_in, targets)
+
+  @jax.jit
+  def run(params):
+    return model.apply({"params": params}, enc, dec_in, targets, enable_dropout=False,
+                       capture_intermediates=lambda mdl, _: mdl.name == "decoder_norm",
+                       mutable=["intermediates"])
+  logits, state = run(params)
+  hidden = state["intermediates"]["decoder"]["decoder_norm"]["__call__"][0]
+  expected = hidden @ params["token_embedder"]["embedding"].T / np.sqrt(cfg.emb_dim)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-5)

@@ -1,0 +1,145 @@
+"""Mesh from config, logical axis rules, sharded init on 8 fake CPU devices."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+from flax import linen as nn
+from jax.sharding import PartitionSpec as P
+
+from genret_jax.errors import ConfigError
+from genret_jax.model import config as model_config
+from genret_jax.model import network, partitioning
+
+
+def _mesh_config(data, model):
+  c = model_config.mesh_config()
+  c.data, c.model = data, model
+  return c
+
+
+def test_eight_fake_devices():
+  assert jax.device_count() == 8
+
+
+@pytest.mark.parametrize("data,model,shape", [(-1, 1, (8, 1)), (2, 4, (2, 4)), (-1, 2, (4, 2)),
+                                              (1, -1, (1, 8)), (8, 1, (8, 1))])
+def test_make_mesh_shapes(data, model, shape):
+  mesh = partitioning.make_mesh(_mesh_config(data, model))
+  assert mesh.axis_names == ("data", "model")
+  assert tuple(mesh.devices.shape) == shape
+  assert sorted(d.id for d in mesh.devices.flat) == list(range(8))
+
+
+def test_default_mesh_config_uses_every_device():
+  mesh = partitioning.make_mesh(model_config.mesh_config())
+  assert dict(mesh.shape) == {"data": 8, "model": 1}
+  one = partitioning.make_mesh(model_config.mesh_config(), devices=jax.devices()[:1])
+  assert dict(one.shape) == {"data": 1, "model": 1}
+
+
+@pytest.mark.parametrize("data,model,key,message", [
+    (3, -1, "mesh.model", "8 devices are not divisible by the other mesh axes' size 3"),
+    (2, 2, "mesh", "data x model = 2 x 2 = 4 but there are 8 devices"),
+    (-1, -1, "mesh.model", "only one mesh axis may be -1"),
+    (0, 8, "mesh.data", "must be a positive int or -1, got 0"),
+    (2.0, 4, "mesh.data", "must be a positive int or -1, got 2.0"),
+])
+def test_bad_mesh_config(data, model, key, message):
+  c = ml_collections.ConfigDict({"data": data, "model": model})
+  with pytest.raises(ConfigError, match=f"config.{key}: {message}") as e:
+    partitioning.make_mesh(c)
+  assert e.value.key == key
+
+
+def test_logical_rules_map_to_mesh_axes():
+  mesh = partitioning.make_mesh(_mesh_config(2, 4))
+  specs = {"emb": P("vocab", "embed"), "q": P("embed", "heads", "kv"), "wo": P("mlp", "embed"),
+           "act": P("batch", "length", "embed"), "joined": P("embed", "joined_kv"),
+           "rel": P("heads", "relpos_buckets")}
+  shardings = partitioning.logical_to_mesh_shardings(specs, mesh)
+  assert shardings["emb"].spec == P("model", None)
+  assert shardings["q"].spec == P(None, "model", None)
+  assert shardings["wo"].spec == P("model", None)
+  assert shardings["act"].spec == P("data", None, None)
+  assert shardings["joined"].spec == P(None, "model")
+  assert shardings["rel"].spec == P("model", None)
+  assert partitioning.data_sharding(mesh).spec == P("data")
+  assert partitioning.replicated(mesh).spec == P()
+
+
+def _inputs():
+  tokens = np.arange(1, 8 * 6 + 1, dtype=np.int32).reshape(8, 6) % 120 + 1
+  return tokens, tokens[:, :4], tokens[:, :4]
+
+
+@pytest.mark.slow  # two RNG-heavy init compilations: ~15 s on an idle 2-core CPU
+def test_sharded_init_equals_unsharded_and_follows_rules():
+  # One layer each way keeps the two init compilations (RNG-heavy) short.
+  model = network.Transformer(network.t5_config("tiny", 300, num_encoder_layers=1,
+                                                num_decoder_layers=1))
+  mesh = partitioning.make_mesh(_mesh_config(2, 4))
+  args = _inputs()
+  rng = jax.random.PRNGKey(42)
+  sharded = partitioning.sharded_init(model, rng, mesh, *args, enable_dropout=False)
+  reference = jax.jit(lambda r: nn.unbox(
+      model.init(r, *args, enable_dropout=False)["params"]))(rng)
+  assert jax.tree_util.tree_structure(sharded) == jax.tree_util.tree_structure(reference)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
+                                                                    np.asarray(b)),
+                         sharded, reference)
+
+  shardings = partitioning.params_shardings(model, mesh, args, {"enable_dropout": False})
+  got = jax.tree_util.tree_map(lambda x: x.sharding, sharded)
+  assert got == shardings
+  expected = {
+      "token_embedder/embedding": P("model", None),                        # vocab
+      "encoder/layers_0/attention/query/kernel": P(None, "model", None),   # heads
+      "encoder/layers_0/attention/out/kernel": P("model", None, None),
+      "decoder/layers_0/mlp/wi_0/kernel": P(None, "model"),                # mlp
+      "decoder/layers_0/mlp/wo/kernel": P("model", None),
+      "decoder/logits_dense/kernel": P(None, "model"),                      # vocab
+      "decoder/relpos_bias/rel_embedding": P("model", None),
+      "encoder/encoder_norm/scale": P(None),                               # embed: replicated
+  }
+  flat = {jax.tree_util.keystr(p, simple=True, separator="/"): x.sharding.spec
+          for p, x in jax.tree_util.tree_leaves_with_path(sharded)}
+  for name, spec in expected.items():
+    assert flat[name] == spec, name
+  # Each device holds only its shard: 1/4 of a model-sharded kernel.
+  kernel = sharded["decoder"]["layers_0"]["mlp"]["wi_0"]["kernel"]
+  assert {s.data.shape for s in kernel.addressable_shards} == {(32, 16)}
+  # The model runs on the sharded params with activation constraints active.
+  batch = [jax.device_put(a, partitioning.data_sharding(mesh)) for a in args]
+  with partitioning.axis_rules(mesh):
+    logits = jax.jit(lambda p, *a: model.apply({"params": p}, *a, enable_dropout=False))(
+        sharded, *batch)
+  assert logits.sharding.spec == P("data", None, "model")
+  reference_logits = model.apply({"params": reference}, *args, enable_dropout=False)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(reference_logits), atol=1e-5)
+
+
+def test_indivisible_parameter_is_a_config_error():
+  model = network.Transformer(network.t5_config("tiny", 300, num_heads=2, head_dim=16))
+  mesh = partitioning.make_mesh(_mesh_config(2, 4))
+  with pytest.raises(ConfigError, match="config.mesh.model: parameter "
+                     "decoder/layers_0/encoder_decoder_attention/key/kernel dim 1 has size 2, "
+                     "not divisible by the mesh axis size 4"):
+    partitioning.params_shardings(model, mesh, _inputs(), {"enable_dropout": False})
+
+
+def test_params_logical_specs_cover_every_parameter():
+  model = network.Transformer(network.t5_config("tiny", 300))
+  specs = partitioning.params_logical_specs(model, _inputs(), {"enable_dropout": False})
+  shapes = nn.unbox(jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), *_inputs(), enable_dropout=False))["params"])
+  is_spec = lambda x: isinstance(x, P)  # noqa: E731
+  assert jax.tree_util.tree_structure(specs, is_leaf=is_spec) == \
+      jax.tree_util.tree_structure(shapes)
+  # 1 embedding; encoder 2 x 9 + relpos + norm; decoder 2 x 14 + relpos + norm + head.
+  assert len(jax.tree_util.tree_leaves(shapes)) == 1 + (2 * 9 + 2) + (2 * 14 + 3)
+  known = {name for name, _ in partitioning.LOGICAL_AXIS_RULES}
+
+  def check(spec, shape):
+    assert len(spec) == len(shape.shape) and set(spec) <= known
+  jax.tree_util.tree_map(check, specs, shapes, is_leaf=is_spec)
