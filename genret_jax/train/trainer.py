@@ -1,0 +1,288 @@
+"""The training loop and evaluation entry points.
+
+  train(config, workdir, mixture_name=..., vocab_size=...)    -> summary dict
+  evaluate(config, workdir, task_or_mixture=..., vocab_size=...) -> eval metrics
+
+Workdir layout (docs/training.md):
+  <workdir>/checkpoints/<step>/{state,input}   orbax; the latest is resumed
+  <workdir>/tensorboard/{train,eval}/          TensorBoard event files
+
+One code path for 1 CPU, a multi-device mesh and many hosts: the mesh comes
+from the `mesh` config block, parameters are sharded by the model's logical
+axis rules and every host feeds only its own rows of each global batch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from flax import linen as nn
+from jax.sharding import Mesh
+
+from genret_jax.errors import ConfigError, GenRetError
+from genret_jax.model import partitioning
+from genret_jax.train import checkpoints, input_pipeline, metrics_log, optim, state as state_lib
+from genret_jax.train import step as step_lib
+
+Hook = Callable[[int], None]
+
+
+def validate(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Raises ConfigError naming the key for any inconsistent `train` setting."""
+  cfg = config.train
+  optim.validate(cfg)
+  for key in ("num_steps", "batch_size", "log_every", "grad_accum_steps"):
+    if int(cfg[key]) < 1:
+      raise ConfigError(f"train.{key}", f"must be >= 1, got {cfg[key]}")
+  for key in ("checkpoint_every", "eval_every", "eval_batches", "keep_best", "input_shards"):
+    if int(cfg[key]) < 0:
+      raise ConfigError(f"train.{key}", f"must be >= 0, got {cfg[key]}")
+  if cfg.batch_size % cfg.grad_accum_steps:
+    raise ConfigError("train.grad_accum_steps", f"{cfg.grad_accum_steps} does not divide "
+                      f"train.batch_size={cfg.batch_size}")
+  data = mesh.shape["data"]
+  if (cfg.batch_size // cfg.grad_accum_steps) % data:
+    raise ConfigError("train.batch_size", f"{cfg.batch_size} rows in "
+                      f"{cfg.grad_accum_steps} micro-batch(es) cannot be split evenly over the "
+                      f"{data} devices of the mesh's 'data' axis")
+  if cfg.keep_best and not cfg.eval_every:
+    raise ConfigError("train.keep_best", "needs train.eval_every > 0 (the metric comes from "
+                      "periodic evaluation)")
+  if cfg.z_loss < 0 or not 0 <= cfg.label_smoothing < 1:
+    raise ConfigError("train.z_loss" if cfg.z_loss < 0 else "train.label_smoothing",
+                      "out of range")
+
+
+def feature_lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """seqio task feature lengths from the `tasks` block."""
+  return {"inputs": int(config.tasks.max_input_length),
+          "targets": int(config.tasks.max_target_length)}
+
+
+def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
+  """The T5 of `config.model` for a vocabulary of `vocab_size` tokens."""
+  from genret_jax.model import network  # pylint: disable=g-import-not-at-top
+  dtypes = {"float32": "float32", "bfloat16": "bfloat16"}
+  if config.model.dtype not in dtypes:
+    raise ConfigError("model.dtype", f"{config.model.dtype!r} is not float32 or bfloat16")
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return network.Transformer(network.t5_config(
+      config.model.size, vocab_size, dtype=jnp.dtype(config.model.dtype),
+      dropout_rate=float(config.model.dropout_rate)))
+
+
+def _mesh_and_rules(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
+                    ) -> tuple[Mesh, Any]:
+  return partitioning.make_mesh(config.mesh, devices), partitioning.LOGICAL_AXIS_RULES
+
+
+class _Evaluator:
+  """Eval loss / token and sequence accuracy of params over one split."""
+
+  def __init__(self, model, mesh, rules, param_shardings, name, lengths, split, batch_size,
+               shards, max_batches):
+    self._sharding = step_lib.batch_sharding(mesh)
+    self._batch_size = batch_size
+    self._batches = input_pipeline.eval_batches(
+        name, lengths, split=split, batch_size=batch_size, shards=shards,
+        sharding=self._sharding, max_batches=max_batches)
+    self._step = step_lib.jit_eval_step(step_lib.make_eval_step(model), mesh, rules,
+                                        param_shardings)
+
+  def __call__(self, params) -> dict[str, float]:
+    totals = None
+    for batch in self._batches:
+      sums = self._step(params, input_pipeline.to_global(batch, self._sharding,
+                                                         self._batch_size))
+      totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
+    t = {k: float(v) for k, v in jax.device_get(totals).items()}
+    return {"eval_loss": t["cross_entropy"] / max(t["weight"], 1.0),
+            "token_accuracy": t["correct"] / max(t["weight"], 1.0),
+            "sequence_accuracy": t["sequences_correct"] / max(t["sequences"], 1.0),
+            "eval_tokens": t["weight"], "eval_examples": t["sequences"]}
+
+
+def _model_and_init(config: ml_collections.ConfigDict, vocab_size: int) -> tuple[nn.Module, Any]:
+  if config.model.hf_checkpoint:
+    from genret_jax.train import hf_init  # pylint: disable=g-import-not-at-top
+    return hf_init.load(config, vocab_size)
+  return build_model(config, vocab_size), None
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, mixture_name: str,
+          vocab_size: int, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
+  """Trains `config.model` on the seqio mixture; resumes from the latest checkpoint.
+
+  With `config.model.hf_checkpoint` set, the network's dimensions and initial
+  parameters come from that Hugging Face T5 directory, its vocabulary grown to
+  `vocab_size` (see `hf_init.load`). See `train_model` for the returned summary.
+  """
+  model, init_params = _model_and_init(config, vocab_size)
+  return train_model(config, workdir, model, mixture_name=mixture_name, init_params=init_params,
+                     hooks=hooks)
+
+
+def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Module, *,
+                mixture_name: str, init_params: Any = None, hooks: Sequence[Hook] = (),
+                devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+  """The training loop for any flax module with the T5 `__call__` signature.
+
+  Args:
+    init_params: parameters to start from instead of a random init.
+    devices: the devices of the mesh (default: all); e.g. one device.
+    hooks: called on the host after each step is dispatched with the 1-based
+      step number (no device sync); e.g. profiling or a test's kill point.
+  Returns:
+    {"first_step", "last_step", "first_loss", "last_loss", "resumed_from",
+     "history": {metric: float32[steps run]} for steps first..last,
+     "eval": last eval metrics or None, "checkpoint_dir", "tensorboard_dir"}.
+  Raises:
+    ConfigError for bad settings; NonFiniteLossError (a GenRetError) when a
+    loss or gradient norm is NaN/Inf, after the last good checkpoint is safe.
+  """
+  cfg = config.train
+  mesh, rules = _mesh_and_rules(config, devices)
+  validate(config, mesh)
+  lengths = feature_lengths(config)
+  batch_size, num_steps = int(cfg.batch_size), int(cfg.num_steps)
+  shards = input_pipeline.num_input_shards(cfg.input_shards, batch_size)
+  tx = optim.make_optimizer(cfg)
+  schedule = optim.learning_rate_schedule(cfg)
+  abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, lengths["inputs"],
+                                                  lengths["targets"])
+
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), cfg)
+  position = {"batches_consumed": 0, "batch_size": batch_size, "input_shards": shards,
+              "seed": int(cfg.seed), "mixture": mixture_name, "pack": bool(cfg.pack)}
+  resumed_from = ckpt.latest_step()
+  if resumed_from is None:
+    state = state_lib.init_train_state(model, tx, int(cfg.seed), shardings, lengths["inputs"],
+                                       lengths["targets"], init_params)
+  else:
+    state, saved = ckpt.restore(resumed_from, abstract)
+    checkpoints.check_input_position(saved, position, ckpt.directory)
+    if int(state.step) != resumed_from or saved["batches_consumed"] != resumed_from:
+      raise GenRetError(f"checkpoint {ckpt.directory}/{resumed_from} is inconsistent: state "
+                        f"step {int(state.step)}, input position {saved['batches_consumed']}")
+  start = resumed_from or 0
+
+  sharding = step_lib.batch_sharding(mesh)
+  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, cfg),
+                                       mesh, rules, shardings)
+  evaluator = None
+  if cfg.eval_every:
+    evaluator = _Evaluator(model, mesh, rules, shardings.params, mixture_name, lengths,
+                           cfg.eval_split, batch_size, shards, int(cfg.eval_batches))
+  logger = metrics_log.MetricsLogger(workdir, num_steps, start)
+  batches = input_pipeline.train_batches(
+      mixture_name, lengths, split=cfg.train_split, seed=int(cfg.seed), batch_size=batch_size,
+      shards=shards, sharding=sharding, pack=bool(cfg.pack), start_step=start)
+
+  history: list[dict[str, np.ndarray]] = []
+  window: list[dict[str, np.ndarray]] = []
+  pending: list[dict[str, jax.Array]] = []
+  last_saved = resumed_from
+  eval_metrics = None
+
+  def flush(step: int) -> None:
+    """Fetches pending metrics; raises before anything after a NaN is saved."""
+    if not pending:
+      return
+    fetched = metrics_log.fetch(pending)
+    first = step - len(pending) + 1
+    pending.clear()
+    bad = metrics_log.first_non_finite(fetched, first)
+    if bad is not None:
+      ckpt.wait()
+      ckpt.close()
+      logger.close()
+      raise metrics_log.NonFiniteLossError(*bad, last_checkpoint=last_saved,
+                                           checkpoint_dir=ckpt.directory)
+    history.append(fetched)
+    window.append(fetched)
+
+  try:
+    for step in range(start + 1, num_steps + 1):
+      batch = input_pipeline.to_global(next(batches), sharding, batch_size)
+      state, metrics = train_step(state, batch)
+      pending.append(metrics)
+      for hook in hooks:
+        hook(step)
+      is_last = step == num_steps
+      do_log = step % cfg.log_every == 0 or is_last
+      do_eval = bool(evaluator) and (step % cfg.eval_every == 0 or is_last)
+      do_save = is_last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+      if do_log or do_eval or do_save:
+        flush(step)
+      if do_log:
+        logger.train(step, {k: np.concatenate([w[k] for w in window]) for k in window[0]})
+        window.clear()
+      if do_eval:
+        eval_metrics = evaluator(state.params)
+        logger.eval(step, eval_metrics)
+      if do_save:
+        position["batches_consumed"] = step
+        ckpt.save(step, state, position, metrics=eval_metrics if do_eval else None)
+        last_saved = step
+    ckpt.wait()
+  finally:
+    ckpt.close()
+    logger.close()
+
+  hist = ({k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {})
+  return {
+      "first_step": start + 1, "last_step": num_steps, "resumed_from": resumed_from,
+      "first_loss": float(hist["loss"][0]) if hist else None,
+      "last_loss": float(hist["loss"][-1]) if hist else None,
+      "history": hist, "eval": eval_metrics, "state": state,
+      "checkpoint_dir": ckpt.directory, "tensorboard_dir": logger.tensorboard_dir,
+  }
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture: str,
+             vocab_size: int) -> dict[str, float]:
+  """Eval loss, token accuracy and sequence accuracy of the latest checkpoint.
+
+  Reads split `config.train.eval_split` of `task_or_mixture` (unpacked, one
+  epoch, `train.eval_batches` batches at most) and logs to
+  <workdir>/tensorboard/eval. Returns {"eval_loss", "token_accuracy",
+  "sequence_accuracy", "eval_tokens", "eval_examples", "step"}.
+  """
+  cfg = config.train
+  model, _ = _model_and_init(config, vocab_size)
+  mesh, rules = _mesh_and_rules(config)
+  validate(config, mesh)
+  lengths = feature_lengths(config)
+  tx = optim.make_optimizer(cfg)
+  abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, lengths["inputs"],
+                                                  lengths["targets"])
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), cfg)
+  try:
+    step = ckpt.latest_step()
+    if step is None:
+      raise GenRetError(f"no checkpoint in {ckpt.directory}: train first (--mode=train)")
+    state, _ = ckpt.restore(step, abstract)
+  finally:
+    ckpt.close()
+  shards = input_pipeline.num_input_shards(cfg.input_shards, int(cfg.batch_size))
+  evaluator = _Evaluator(model, mesh, rules, shardings.params, task_or_mixture, lengths,
+                         cfg.eval_split, int(cfg.batch_size), shards, int(cfg.eval_batches))
+  started = time.perf_counter()
+  metrics = evaluator(state.params)
+  logger = metrics_log.MetricsLogger(workdir, step, step)
+  logger.eval(step, metrics)
+  logger.close()
+  metrics["eval_seconds"] = time.perf_counter() - started
+  return {**metrics, "step": step}
+
+
+def summarize(result: Mapping[str, Any]) -> str:
+  """One line for the pipeline: first and last loss of a `train` result."""
+  if result["first_loss"] is None:
+    return f"training already complete at step {result['last_step']}"
+  return (f"trained steps {result['first_step']}..{result['last_step']}: "
+          f"loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}")

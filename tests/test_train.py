@@ -1,0 +1,275 @@
+"""Trainer: loss, schedules, config errors, 1 device vs a 2x4 mesh, gradient
+accumulation, the NaN guard, evaluation and the input pipeline."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests import train_tasks
+from genret_jax.errors import ConfigError
+from genret_jax.model import network, partitioning
+from genret_jax.train import checkpoints, input_pipeline, losses, metrics_log, optim, trainer
+from genret_jax.train import state as state_lib
+
+train_tasks.use_compilation_cache()
+TASK = train_tasks.register()
+
+
+def _model(num_heads=4):
+  """Tiny T5 with 4 heads so heads split over a 4-way 'model' axis."""
+  return network.Transformer(network.t5_config("tiny", train_tasks.VOCAB_SIZE,
+                                               num_heads=num_heads, head_dim=8))
+
+
+# ---------------------------------------------------------------- loss, schedule
+
+
+def test_cross_entropy_sums_match_numpy():
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(2, 3, 5)).astype(np.float32)
+  targets = np.array([[1, 4, 0], [2, 2, 3]], np.int32)
+  weights = np.array([[1, 1, 0], [1, 0, 1]], np.float32)
+  sums = losses.cross_entropy_sums(jnp.asarray(logits), targets, weights, z_loss=1e-2)
+  log_z = np.log(np.exp(logits).sum(-1))
+  nll = log_z - np.take_along_axis(logits, targets[..., None], -1)[..., 0]
+  np.testing.assert_allclose(sums.cross_entropy, (nll * weights).sum(), rtol=1e-6)
+  np.testing.assert_allclose(sums.z_loss, (1e-2 * log_z ** 2 * weights).sum(), rtol=1e-6)
+  assert float(sums.weight) == 4.0
+  correct = (logits.argmax(-1) == targets) * weights
+  assert float(sums.correct) == correct.sum()
+
+
+def test_label_smoothing_is_zero_at_the_smoothed_target():
+  vocab, smoothing = 6, 0.1
+  q = np.full((1, 1, vocab), smoothing / (vocab - 1), np.float32)
+  q[0, 0, 2] = 1 - smoothing
+  sums = losses.cross_entropy_sums(jnp.log(jnp.asarray(q)), np.array([[2]], np.int32),
+                                   np.ones((1, 1)), label_smoothing=smoothing)
+  assert abs(float(sums.cross_entropy)) < 1e-5
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("constant", [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]),
+    ("rsqrt", [0.25, 0.5, 0.75, 1.0, (4 / 5) ** 0.5, (4 / 6) ** 0.5, (4 / 7) ** 0.5, (4 / 8) ** 0.5]),
+    ("cosine", [0.25, 0.5, 0.75, 1.0] + [0.5 * (1 + np.cos(np.pi * k / 4)) for k in (1, 2, 3, 4)]),
+])
+def test_schedules(kind, expected):
+  cfg = train_tasks.config(schedule=kind, warmup_steps=4, num_steps=8, learning_rate=2.0).train
+  schedule = optim.learning_rate_schedule(cfg)
+  got = [float(schedule(s)) for s in range(8)]
+  np.testing.assert_allclose(got, 2.0 * np.asarray(expected), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("overrides,key", [
+    ({"optimizer": "sgd"}, "train.optimizer"),
+    ({"schedule": "linear"}, "train.schedule"),
+    ({"learning_rate": 0.0}, "train.learning_rate"),
+    ({"batch_size": 12}, "train.batch_size"),          # 12 rows over 8 data devices
+    ({"grad_accum_steps": 3}, "train.grad_accum_steps"),
+    ({"grad_accum_steps": 2}, "train.batch_size"),     # 4-row micro-batches over 8 devices
+    ({"keep_best": 1}, "train.keep_best"),
+    ({"log_every": 0}, "train.log_every"),
+    ({"z_loss": -1.0}, "train.z_loss"),
+])
+def test_config_errors_name_the_key(overrides, key):
+  config = train_tasks.config(**overrides)
+  mesh = partitioning.make_mesh(config.mesh)
+  with pytest.raises(ConfigError) as e:
+    trainer.validate(config, mesh)
+  assert e.value.key == key and str(e.value).startswith(f"config.{key}:")
+
+
+def test_bad_optimizer_raises_before_any_work(tmp_path):
+  config = train_tasks.config(optimizer="sgd")
+  with pytest.raises(ConfigError, match="train.optimizer"):
+    trainer.train_model(config, str(tmp_path), _model(), mixture_name=TASK)
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_adafactor_state_shardings_follow_params():
+  config = train_tasks.config(optimizer="adafactor")
+  config.mesh.data, config.mesh.model = 2, 4
+  mesh = partitioning.make_mesh(config.mesh)
+  tx = optim.make_optimizer(config.train)
+  abstract, shardings = state_lib.state_shardings(_model(), tx, mesh,
+                                                  partitioning.LOGICAL_AXIS_RULES, 16, 8)
+  emb = shardings.params["token_embedder"]["embedding"]
+  assert tuple(emb.spec) == ("model", None)
+  leaves = jax.tree_util.tree_leaves(abstract.opt_state)
+  specs = [x.sharding.spec for x in leaves]
+  # Factored second moments are replicated; unfactored ones follow the parameter.
+  assert any(tuple(s) == () for s in specs) and any("model" in tuple(s) for s in specs)
+
+
+# ---------------------------------------------------------------- sharded training
+
+
+def _run(tmp_path, name, devices=None, model=None, **overrides):
+  config = train_tasks.config(**overrides)
+  if devices is not None and len(devices) == 1:
+    config.mesh.data, config.mesh.model = 1, 1
+  elif devices is None:
+    config.mesh.data, config.mesh.model = 2, 4
+  return trainer.train_model(config, str(tmp_path / name), model or _model(),
+                             mixture_name=TASK, devices=devices)
+
+
+def test_one_device_and_2x4_mesh_give_the_same_steps(tmp_path):
+  one = _run(tmp_path, "one", devices=jax.devices()[:1])
+  mesh = _run(tmp_path, "mesh")
+  assert one["first_step"] == 1 and one["last_step"] == 3
+  np.testing.assert_allclose(one["history"]["loss"], mesh["history"]["loss"], rtol=0, atol=1e-5)
+  np.testing.assert_allclose(one["history"]["grad_norm"], mesh["history"]["grad_norm"],
+                             rtol=1e-5)
+  leaves_one = jax.tree_util.tree_leaves(jax.device_get(one["state"].params))
+  leaves_mesh = jax.tree_util.tree_leaves(jax.device_get(mesh["state"].params))
+  for a, b in zip(leaves_one, leaves_mesh):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # The parameters really are sharded on the mesh.
+  emb = mesh["state"].params["token_embedder"]["embedding"]
+  assert emb.sharding.spec[0] == "model" and len(emb.sharding.device_set) == 8
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path):
+  devices = jax.devices()[:1]
+  model = network.Transformer(network.t5_config("tiny", train_tasks.VOCAB_SIZE,
+                                                dropout_rate=0.0))
+  full = _run(tmp_path, "full", devices=devices, model=model, num_steps=2)
+  accum = _run(tmp_path, "accum", devices=devices, model=model, num_steps=2,
+               grad_accum_steps=4)
+  np.testing.assert_allclose(full["history"]["loss"], accum["history"]["loss"], rtol=1e-6)
+  for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(full["state"].params)),
+                  jax.tree_util.tree_leaves(jax.device_get(accum["state"].params))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_guard_stops_at_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+  # A learning rate of 1e30 blows the parameters up after step 1, so the loss
+  # of step 2 is not finite.
+  config = train_tasks.config(num_steps=4, learning_rate=1e30, warmup_steps=0,
+                              schedule="constant", grad_clip_norm=0.0, checkpoint_every=1)
+  config.mesh.data, config.mesh.model = 1, 1
+  with pytest.raises(metrics_log.NonFiniteLossError) as e:
+    trainer.train_model(config, str(tmp_path), _model(), mixture_name=TASK,
+                        devices=jax.devices()[:1])
+  assert e.value.step == 2 and e.value.last_checkpoint == 1
+  assert "at step 2" in str(e.value) and "last good checkpoint: step 1" in str(e.value)
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(str(tmp_path)), config.train)
+  try:
+    assert ckpt.all_steps() == [1]
+  finally:
+    ckpt.close()
+
+
+def test_first_non_finite_picks_the_earliest_step():
+  metrics = {"loss": np.array([1.0, 2.0, np.inf, np.nan]),
+             "grad_norm": np.array([1.0, np.nan, 1.0, 1.0])}
+  step, name, value = metrics_log.first_non_finite(metrics, first_step=11)
+  assert (step, name) == (12, "grad_norm") and np.isnan(value)
+  assert metrics_log.first_non_finite({"loss": np.ones(3)}, 1) is None
+
+
+# ---------------------------------------------------------------- train + evaluate
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """40 steps of the config-built tiny T5 through the public `train`."""
+  workdir = str(tmp_path_factory.mktemp("trained"))
+  config = train_tasks.config(num_steps=40, learning_rate=3e-3, log_every=20, eval_every=20,
+                              checkpoint_every=20)
+  result = trainer.train(config, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE)
+  return config, workdir, result
+
+
+def test_train_loss_falls_and_writes_the_workdir(trained):
+  config, workdir, result = trained
+  assert result["first_step"] == 1 and result["last_step"] == 40
+  assert result["history"]["loss"].shape == (40,)
+  assert result["last_loss"] < result["first_loss"] - 0.5
+  assert np.all(result["history"]["examples"] > 8)     # packed rows hold several examples
+  ckpt = checkpoints.Checkpointer(result["checkpoint_dir"], config.train)
+  try:
+    assert ckpt.all_steps() == [20, 40]
+  finally:
+    ckpt.close()
+  import tensorflow as tf
+  events = tf.io.gfile.glob(f"{workdir}/tensorboard/train/events.out.tfevents.*")
+  tags = set()
+  for event_file in events:
+    for record in tf.compat.v1.train.summary_iterator(event_file):
+      tags.update(v.tag for v in record.summary.value)
+  assert {"loss", "learning_rate", "examples_per_sec", "tokens_per_sec"} <= tags
+  assert tf.io.gfile.glob(f"{workdir}/tensorboard/eval/events.out.tfevents.*")
+
+
+def test_evaluate_matches_a_direct_computation(trained):
+  config, workdir, result = trained
+  metrics = trainer.evaluate(config, workdir, task_or_mixture=TASK,
+                             vocab_size=train_tasks.VOCAB_SIZE)
+  assert metrics["step"] == 40
+  assert metrics["eval_examples"] == train_tasks.NUM_EXAMPLES["validation"]
+  # Reference: every validation example through the model, one at a time.
+  tokens, lengths, targets = train_tasks.examples("validation")
+  model = trainer.build_model(config, train_tasks.VOCAB_SIZE)
+  params = jax.device_get(result["state"].params)
+  total_nll, total_correct, total_tokens, exact = 0.0, 0.0, 0, 0
+  t = targets.shape[1] + 1  # with EOS
+  for tok, n, tgt in zip(tokens, lengths, targets):
+    enc = np.zeros((1, 16), np.int32)
+    enc[0, :n + 1] = np.append(tok[:n], 1)
+    dec_tgt = np.zeros((1, 8), np.int32)
+    dec_tgt[0, :t] = np.append(tgt, 1)
+    dec_in = np.zeros_like(dec_tgt)
+    dec_in[0, 1:] = dec_tgt[0, :-1]
+    logits = np.asarray(model.apply({"params": params}, enc, dec_in, dec_tgt,
+                                    enable_dropout=False), np.float64)[0, :t]
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    total_nll -= logp[np.arange(t), dec_tgt[0, :t]].sum()
+    right = logits.argmax(-1) == dec_tgt[0, :t]
+    total_correct += right.sum()
+    total_tokens += t
+    exact += bool(right.all())
+  np.testing.assert_allclose(metrics["eval_loss"], total_nll / total_tokens, rtol=1e-4)
+  np.testing.assert_allclose(metrics["token_accuracy"], total_correct / total_tokens, rtol=1e-6)
+  np.testing.assert_allclose(metrics["sequence_accuracy"], exact / 20, rtol=1e-6)
+  # The same numbers were logged by the periodic evaluation at step 40.
+  np.testing.assert_allclose(result["eval"]["eval_loss"], metrics["eval_loss"], rtol=1e-6)
+
+
+def test_finished_run_resumes_to_nothing(trained):
+  config, workdir, _ = trained
+  again = trainer.train(config, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE)
+  assert again["resumed_from"] == 40 and again["first_loss"] is None
+  assert trainer.summarize(again) == "training already complete at step 40"
+
+
+# ---------------------------------------------------------------- input pipeline
+
+
+def test_global_batches_do_not_depend_on_the_process_layout():
+  """Shards 0 and 1 read separately equal the 2-shard batch one host reads."""
+  lengths = {"inputs": 16, "targets": 8}
+  mesh = partitioning.make_mesh(train_tasks.config().mesh)
+  sharding = partitioning.data_sharding(mesh)
+  assert input_pipeline.local_shards(sharding, 8, 2) == [0, 1]
+  both = input_pipeline.train_batches(TASK, lengths, split="train", seed=3, batch_size=8,
+                                      shards=2, sharding=sharding, pack=True, start_step=0)
+  first = [next(both) for _ in range(3)]
+  for k in (0, 1):
+    ds = input_pipeline.shard_dataset(TASK, lengths, split="train", shard=k, shards=2, rows=4,
+                                      seed=3, pack=True, repeat=True, drop_remainder=True)
+    for step, part in zip(range(3), ds.as_numpy_iterator()):
+      for key, value in part.items():
+        np.testing.assert_array_equal(first[step][key][4 * k:4 * k + 4], value)
+  # Resuming at step 2 yields global batch 2 again.
+  resumed = input_pipeline.train_batches(TASK, lengths, split="train", seed=3, batch_size=8,
+                                         shards=2, sharding=sharding, pack=True, start_step=2)
+  for key, value in next(resumed).items():
+    np.testing.assert_array_equal(first[2][key], value)
+
+
+def test_input_shards_must_divide_the_batch():
+  with pytest.raises(ConfigError, match="train.input_shards"):
+    input_pipeline.num_input_shards(3, 8)
