@@ -117,6 +117,9 @@ def evaluate_generative(model, params: Any, inputs: np.ndarray, targets: np.ndar
     if protocol == "full":
       trie = trie_lib.trie_from_id_table(id_table, level_offsets, prefix_tokens=prefix_tokens,
                                          dense_max_mb=float(decode_config.dense_max_mb))
+      # on device once (replicated), not transferred with every batch.
+      trie = jax.device_put(trie, None if mesh is None else jax.sharding.NamedSharding(
+          mesh, jax.sharding.PartitionSpec()))
       constraint_fn = lambda lo, hi, pad: trie
       prefix = ""
     else:

@@ -1,0 +1,318 @@
+r"""Constrained decoding benchmark: our jitted trie tables vs per-beam Python tries.
+
+  python -m genret_jax.bench.decode --out=/tmp/decode.json
+
+One run, one model size (TIGER-like T5: d_model 128, 4+4 layers, 6 heads x 64,
+MLP 1024, random weights), batch 64, beam 30, 4-token IDs (3 skewed RQ-like
+codes of 256 + a dedup code, as in TIGER). Catalogs: 12,101 items (Amazon
+Beauty's size) and 1,000,000 items. Methods:
+  ours        genret_jax.decoding: trie tables as jit arguments, one program.
+  ours_unc    the same beam search without constraints (top-k over the vocab).
+  py_trie     our model's jitted decoder step, with the beam search driven from
+              Python and a dict trie consulted per beam per step (what Hugging
+              Face's prefix_allowed_tokens_fn does), numpy top-k.
+  hf_trie     transformers T5ForConditionalGeneration.generate(num_beams=30,
+              prefix_allowed_tokens_fn=dict trie) on a same-size PyTorch T5.
+  hf_unc      the same generate() without the callback.
+The slow baselines are timed on `--slow_batches` batches and reported per
+query. A second table isolates the constraint step (mask / select / gather
+for given log-probabilities), which is what the trie layout decides.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from absl import app, flags, logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from genret_jax.decoding import model_decode
+from genret_jax.decoding import trie as trie_lib
+from genret_jax.model import network
+
+_OUT = flags.DEFINE_string("out", "/tmp/decode_bench.json", "JSON output path.")
+_BATCH = flags.DEFINE_integer("batch_size", 64, "Queries per batch.")
+_BEAM = flags.DEFINE_integer("beam", 30, "Beam size.")
+_VOCAB = flags.DEFINE_integer("vocab_size", 2048, "Vocabulary (1024 ID tokens + others).")
+_INPUT_LEN = flags.DEFINE_integer("input_length", 64, "Encoder input tokens per query.")
+_ITEMS = flags.DEFINE_list("items", ["12101", "1000000"], "Catalog sizes.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed batches per fast method (median).")
+_SLOW = flags.DEFINE_integer("slow_batches", 1, "Timed batches for the Python baselines.")
+_SKIP_HF = flags.DEFINE_bool("skip_hf", False, "Skip the Hugging Face baselines.")
+
+LEVELS, CODES = 4, 256
+OFFSET = 2          # token ids 0 (pad / decoder start) and 1 (eos) come first
+
+
+def tiger_like_codes(n: int, seed: int) -> np.ndarray:
+  """int32[n, 4]: 3 skewed codes in [0, 256) + a dedup code (TIGER style)."""
+  rng = np.random.default_rng(seed)
+  c = (CODES * rng.random((n, LEVELS - 1)) ** 1.5).astype(np.int32)
+  order = np.lexsort(c.T[::-1])
+  sc = c[order]
+  new = np.ones(n, bool)
+  new[1:] = (sc[1:] != sc[:-1]).any(1)
+  start = np.maximum.accumulate(np.where(new, np.arange(n), 0))
+  dedup = np.empty(n, np.int32)
+  dedup[order] = np.arange(n) - start
+  if dedup.max() >= CODES:
+    raise ValueError(f"more than {CODES} items share a 3-code prefix")
+  return np.concatenate([c, dedup[:, None]], 1)
+
+
+def level_offsets():
+  return [OFFSET + CODES * l for l in range(LEVELS)]
+
+
+def make_model(vocab: int):
+  cfg = network.T5Config(vocab_size=network.pad_vocab_size(vocab), emb_dim=128, num_heads=6,
+                         head_dim=64, mlp_dim=1024, num_encoder_layers=4,
+                         num_decoder_layers=4, dropout_rate=0.0)
+  module = network.Transformer(cfg)
+  tok = jnp.ones((1, 4), jnp.int32)
+  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), tok, tok, tok,
+                                              enable_dropout=False))["params"]
+  rng = np.random.default_rng(0)
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
+  params = jax.tree.map(lambda s: (rng.normal(size=s.shape) / np.sqrt(s.shape[0])
+                                   if len(s.shape) > 1 else np.ones(s.shape)
+                                   ).astype(np.float32), nn.unbox(shapes))
+  return module, jax.device_put(params)
+
+
+def _timed(fn, repeats):
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+# ---------------------------------------------------------------- Python dict trie
+def dict_trie(seqs: np.ndarray) -> dict:
+  """Nested dict {token: {...}} keyed after the decoder start token 0."""
+  root: dict = {}
+  for s in seqs.tolist():
+    node = root
+    for t in s:
+      node = node.setdefault(t, {})
+  return root
+
+
+def make_prefix_allowed_tokens_fn(root: dict):
+  """GENRE / GenSAR style callback: walk the dict trie along the beam's tokens."""
+  def fn(batch_id, sent):
+    del batch_id
+    node = root
+    for t in (sent.tolist() if hasattr(sent, "tolist") else sent)[1:]:
+      node = node[t]
+    return list(node.keys())
+  return fn
+
+
+class PythonTrieSearch:
+  """Our model's jitted one-token step; beam search + dict-trie masks on the host."""
+
+  def __init__(self, module, params, beam, vocab):
+    self.module, self.params, self.beam, self.vocab = module, params, beam, vocab
+
+    def prepare(params, x):
+      enc = module.apply({"params": params}, x, enable_dropout=False,
+                         method=network.Transformer.encode)
+      return jnp.repeat(enc, beam, 0), jnp.repeat(x, beam, 0)
+
+    def step(params, enc, x, cache, tok):
+      logits, v = module.apply({"params": params, "cache": cache}, enc, x, tok[:, None],
+                               jnp.ones_like(tok[:, None]), enable_dropout=False, decode=True,
+                               mutable=["cache"], method=network.Transformer.decode)
+      return jax.nn.log_softmax(logits[:, 0]), v["cache"]
+
+    def gather(cache, flat):
+      return jax.tree.map(lambda a: a if a.ndim == 0 else a[flat], cache)
+
+    self.prepare, self.step, self.gather = jax.jit(prepare), jax.jit(step), jax.jit(gather)
+
+  def __call__(self, x, allowed_fn, steps):
+    b, k = x.shape[0], self.beam
+    enc, xk = self.prepare(self.params, x)
+    cache = network.init_cache(self.module, b * k, steps, x.shape[1])
+    scores = np.full((b, k), -1e9, np.float32)
+    scores[:, 0] = 0
+    seqs = np.zeros((b * k, 1), np.int64)
+    for _ in range(steps):
+      lp, cache = self.step(self.params, enc, xk, cache, jnp.asarray(seqs[:, -1], jnp.int32))
+      lp = np.asarray(lp)
+      mask = np.full((b * k, self.vocab), -np.inf, np.float32)
+      for i in range(b):                       # the per-beam callback, as in HF
+        for j in range(k):
+          mask[i * k + j, allowed_fn(i, seqs[i * k + j])] = 0
+      total = (scores.reshape(-1, 1) + lp[:, :self.vocab] + mask).reshape(b, k * self.vocab)
+      top = np.argpartition(-total, k - 1, axis=1)[:, :k]
+      top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, 1), 1), 1)
+      scores = np.take_along_axis(total, top, 1)
+      origin = (np.arange(b)[:, None] * k + top // self.vocab).reshape(-1)
+      seqs = np.concatenate([seqs[origin], (top % self.vocab).reshape(-1, 1)], 1)
+      cache = self.gather(cache, jnp.asarray(origin))
+    return scores, seqs
+
+
+# ---------------------------------------------------------------- Hugging Face
+def make_hf(vocab: int):
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  cfg = transformers.T5Config(vocab_size=network.pad_vocab_size(vocab), d_model=128, d_kv=64,
+                              d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=6,
+                              feed_forward_proj="gated-gelu", dropout_rate=0.0,
+                              decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+  torch.manual_seed(0)
+  return transformers.T5ForConditionalGeneration(cfg).eval()
+
+
+def hf_generate(model, x, beam, steps, allowed_fn):
+  import torch  # pylint: disable=g-import-not-at-top
+  with torch.no_grad():
+    ids = torch.as_tensor(x, dtype=torch.long)
+    return model.generate(input_ids=ids, attention_mask=(ids > 0).long(), num_beams=beam,
+                          num_return_sequences=beam, max_new_tokens=steps,
+                          min_new_tokens=steps, do_sample=False,
+                          prefix_allowed_tokens_fn=allowed_fn)
+
+
+# ---------------------------------------------------------------- constraint step only
+def constraint_step_bench(trie, level, b, k, vocab, allowed_fn, seqs_for_level, repeats):
+  """Seconds per constraint step (given log-probs): ours vs the Python callback."""
+  rng = np.random.default_rng(0)
+  lp = jnp.asarray(rng.normal(size=(b, k, vocab)).astype(np.float32))
+  nodes = jnp.asarray(rng.integers(0, trie.levels[level].row_ptr.shape[0] - 1
+                                   if isinstance(trie.levels[level], trie_lib.CsrLevel)
+                                   else trie.levels[level].next.shape[0], (b, k)), jnp.int32)
+  scores = jnp.zeros((b, k))
+
+  @jax.jit
+  def ours(trie, lp, nodes, scores):
+    tokens, child, cand = trie.levels[level].score(nodes, lp)
+    s, idx = jax.lax.top_k((scores[..., None] + cand).reshape(b, -1), k)
+    return s, jnp.take_along_axis(child.reshape(b, -1), idx, 1)
+
+  jax.block_until_ready(ours(trie, lp, nodes, scores))
+  t_ours = _timed(lambda: ours(trie, lp, nodes, scores), repeats * 10)
+  lp_np = np.asarray(lp).reshape(b * k, vocab)
+
+  def python_step():
+    mask = np.full((b * k, vocab), -np.inf, np.float32)
+    for i in range(b):
+      for j in range(k):
+        mask[i * k + j, allowed_fn(i, seqs_for_level[(i * k + j) % len(seqs_for_level)])] = 0
+    total = (lp_np + mask).reshape(b, -1)
+    return np.argpartition(-total, k - 1, axis=1)[:, :k]
+
+  t_py = _timed(python_step, repeats)
+  return t_ours, t_py
+
+
+def main(argv):
+  del argv
+  b, k, vocab = _BATCH.value, _BEAM.value, network.pad_vocab_size(_VOCAB.value)
+  steps = LEVELS
+  module, params = make_model(vocab)
+  rng = np.random.default_rng(1)
+  x = rng.integers(2, vocab, (b, _INPUT_LEN.value)).astype(np.int32)
+  rows, res = [], {"config": dict(batch_size=b, beam=k, vocab_size=vocab,
+                                  input_length=_INPUT_LEN.value, id_length=LEVELS,
+                                  model="T5 d_model 128, 4+4 layers, 6x64 heads, MLP 1024",
+                                  backend=jax.default_backend(),
+                                  devices=jax.device_count())}
+  per_catalog = {}
+  for n in [int(s) for s in _ITEMS.value]:
+    codes = tiger_like_codes(n, seed=n)
+    t0 = time.perf_counter()
+    trie = trie_lib.build_trie(codes, level_offsets(), [CODES] * LEVELS)
+    build_s = time.perf_counter() - t0
+    trie = jax.device_put(trie)
+    info = dict(items=n, table_mb=trie.nbytes / 2**20, build_seconds=build_s,
+                levels=[type(lv).__name__ for lv in trie.levels],
+                widths=[lv.width for lv in trie.levels])
+    kw = dict(beam_size=k, num_results=k)
+    for name, mode in (("ours", "constrained"), ("ours_unc", "unconstrained")):
+      t0 = time.perf_counter()
+      out = model_decode.search_jit(module, params, x, trie, mode=mode, **kw)
+      jax.block_until_ready(out)
+      info[f"{name}_compile_seconds"] = time.perf_counter() - t0
+      if mode == "unconstrained":
+        alive = np.isfinite(np.asarray(out.beam_scores))
+        info["unconstrained_invalid_rate"] = float(
+            ((np.asarray(out.beam_leaves) < 0) & alive).sum() / alive.sum())
+    t = {"ours": [], "ours_unc": []}
+    for _ in range(_REPEATS.value):        # interleaved, so load changes hit both
+      for name, mode in (("ours", "constrained"), ("ours_unc", "unconstrained")):
+        t[name].append(_timed(lambda m=mode: model_decode.search_jit(
+            module, params, x, trie, mode=m, **kw), 1))
+    for name in t:
+      info[f"{name}_batch_seconds"] = float(np.median(t[name]))
+    seqs = codes + np.array(level_offsets())
+    if n <= 200_000:
+      root = dict_trie(seqs)
+      fn = make_prefix_allowed_tokens_fn(root)
+      py = PythonTrieSearch(module, params, k, vocab)
+      py(x, fn, steps)   # compile
+      info["py_trie_batch_seconds"] = _timed(lambda: py(x, fn, steps)[0], _SLOW.value)
+      if not _SKIP_HF.value:
+        hf = make_hf(vocab)
+        hf_generate(hf, x[:2], k, steps, fn)   # warm-up
+        info["hf_trie_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, fn),
+                                               _SLOW.value)
+        info["hf_unc_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, None),
+                                              _SLOW.value)
+      # constraint step alone, at the deepest level (CSR for both catalogs).
+      level = LEVELS - 1
+      prefixes = np.concatenate([np.zeros((len(seqs), 1), np.int64), seqs[:, :level]], 1)
+      t_ours, t_py = constraint_step_bench(trie, level, b, k, vocab, fn, prefixes,
+                                           _SLOW.value)
+      info["step_ours_ms"], info["step_py_trie_ms"] = 1e3 * t_ours, 1e3 * t_py
+    per_catalog[n] = info
+    logging.info("catalog %d: %s", n, info)
+    for m in ("ours", "ours_unc", "py_trie", "hf_trie", "hf_unc"):
+      if f"{m}_batch_seconds" in info:
+        s = info[f"{m}_batch_seconds"]
+        rows.append((n, m, b / s, 1e3 * s / steps, s))
+  res["catalogs"] = {str(n): v for n, v in per_catalog.items()}
+  small, large = per_catalog[min(per_catalog)], per_catalog[max(per_catalog)]
+  res["speedup_vs_python_trie"] = small["py_trie_batch_seconds"] / small["ours_batch_seconds"]
+  if "hf_trie_batch_seconds" in small:
+    res["speedup_vs_hf_trie"] = small["hf_trie_batch_seconds"] / small["ours_batch_seconds"]
+  res["constraint_step_speedup_vs_python_trie"] = small["step_py_trie_ms"] / small["step_ours_ms"]
+  res["constrained_over_unconstrained"] = small["ours_batch_seconds"] / small[
+      "ours_unc_batch_seconds"]
+  res["constrained_over_unconstrained_1m"] = large["ours_batch_seconds"] / large[
+      "ours_unc_batch_seconds"]
+  res["table_mb_per_million_items"] = large["table_mb"] / (large["items"] / 1e6)
+  res["table_build_seconds_1m"] = large["build_seconds"] * 1e6 / large["items"]
+  res["latency_ratio_1m_over_10k"] = large["ours_batch_seconds"] / small["ours_batch_seconds"]
+  print("| items | method | queries/s | ms/step | s/batch |")
+  print("|---:|---|---:|---:|---:|")
+  for n, m, qps, ms, s in rows:
+    print(f"| {n} | {m} | {qps:.1f} | {ms:.1f} | {s:.3f} |")
+  print()
+  print("| items | table MB | build s | levels | constraint step ours ms | python trie ms |")
+  print("|---:|---:|---:|---|---:|---:|")
+  for n, v in per_catalog.items():
+    print(f"| {n} | {v['table_mb']:.2f} | {v['build_seconds']:.2f} | "
+          f"{'/'.join(x[0] for x in v['levels'])} | {v.get('step_ours_ms', float('nan')):.2f} | "
+          f"{v.get('step_py_trie_ms', float('nan')):.1f} |")
+  print()
+  for key in ("speedup_vs_hf_trie", "speedup_vs_python_trie",
+              "constraint_step_speedup_vs_python_trie", "constrained_over_unconstrained",
+              "constrained_over_unconstrained_1m", "table_mb_per_million_items",
+              "table_build_seconds_1m", "latency_ratio_1m_over_10k"):
+    if key in res:
+      print(f"{key}: {res[key]:.3f}")
+  with open(_OUT.value, "w") as f:
+    json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
