@@ -218,3 +218,43 @@ def test_missing_tensor_is_named(tmp_path):
   with pytest.raises(DataError, match="decoder.block.2.layer.1.EncDecAttention.k.weight: "
                      "missing tensor"):
     hf_convert.load_hf_checkpoint(tmp_path)
+
+
+def test_load_pretrained_resizes_vocabulary_for_new_tokens(tmp_path):
+  from genret_jax.model import builder
+  from genret_jax.model import config as model_config
+  hf_model = _hf_model(tmp_path, v11=True)
+  block = model_config.default_config()
+  block.hf_checkpoint = str(tmp_path)
+  block.dropout_rate = 0.0
+  cfg, params, _ = builder.load_pretrained(block, vocab_size=HF_VOCAB + 150, seed=1)
+  assert cfg.vocab_size == 256 and cfg.num_decoder_layers == 3 and cfg.mlp_dim == 48
+  emb = params["token_embedder"]["embedding"]
+  head = params["decoder"]["logits_dense"]["kernel"]
+  assert emb.shape == (256, 32) and head.shape == (32, 256)
+  np.testing.assert_array_equal(emb[:HF_VOCAB], hf_model.shared.weight.detach().numpy())
+  # New rows follow the per-dimension statistics of the trained ones.
+  np.testing.assert_allclose(emb[HF_VOCAB:].std(), emb[:HF_VOCAB].std(), rtol=0.1)
+  assert len({tuple(r) for r in emb[HF_VOCAB:]}) == 256 - HF_VOCAB  # all distinct
+  np.testing.assert_allclose(head[:, HF_VOCAB:].std(), head[:, :HF_VOCAB].std(), rtol=0.1)
+  # Logits of the checkpoint's own tokens are unchanged.
+  enc, dec_in, targets = _inputs()
+  _, hf_logits = _hf_outputs(hf_model, enc, dec_in)
+  logits = network.Transformer(cfg).apply({"params": params}, enc, dec_in, targets,
+                                          enable_dropout=False)
+  np.testing.assert_allclose(np.asarray(logits)[..., :HF_VOCAB], hf_logits, atol=TOL, rtol=TOL)
+  # Deterministic in the seed.
+  _, again, _ = builder.load_pretrained(block, vocab_size=HF_VOCAB + 150, seed=1)
+  np.testing.assert_array_equal(again["token_embedder"]["embedding"], emb)
+  # A smaller vocabulary drops rows it never produces.
+  small_cfg, small, _ = builder.load_pretrained(block, vocab_size=60)
+  assert small_cfg.vocab_size == 128
+  np.testing.assert_array_equal(small["token_embedder"]["embedding"][:60], emb[:60])
+
+
+def test_load_pretrained_needs_a_checkpoint():
+  from genret_jax.errors import ConfigError
+  from genret_jax.model import builder
+  from genret_jax.model import config as model_config
+  with pytest.raises(ConfigError, match="config.model.hf_checkpoint: is empty"):
+    builder.load_pretrained(model_config.default_config(), 100)

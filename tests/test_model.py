@@ -302,3 +302,23 @@ def test_tied_head_scales_by_inverse_sqrt_dim():
   hidden = state["intermediates"]["decoder"]["decoder_norm"]["__call__"][0]
   expected = hidden @ params["token_embedder"]["embedding"].T / np.sqrt(cfg.emb_dim)
   np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-5)
+
+
+def test_config_block_builds_the_network_config():
+  from genret_jax.errors import ConfigError
+  from genret_jax.model import builder
+  from genret_jax.model import config as model_config
+  block = model_config.default_config()
+  cfg = builder.t5_config_from_block(block, 1000)
+  assert cfg == network.t5_config("tiny", 1000, dropout_rate=0.1)
+  block.size, block.dtype, block.logits_via_embedding = "small", "bfloat16", True
+  cfg = builder.t5_config_from_block(block, 1000)
+  assert (cfg.emb_dim, cfg.dtype, cfg.logits_via_embedding, cfg.vocab_size) == \
+      (512, jnp.bfloat16, True, 1024)
+  for key, value, message in [("size", "xl", "'xl' is not one of tiny, small, base, large"),
+                              ("dtype", "float16", "'float16' is not one of"),
+                              ("dropout_rate", 1.0, r"must be in \[0, 1\), got 1.0")]:
+    bad = model_config.default_config()
+    bad[key] = value
+    with pytest.raises(ConfigError, match=f"config.model.{key}: {message}"):
+      builder.t5_config_from_block(bad, 1000)

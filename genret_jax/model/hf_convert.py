@@ -201,6 +201,11 @@ def convert_state_dict(hf_config: dict[str, Any], state: dict[str, np.ndarray], 
   return cfg, params
 
 
+def hf_vocab_size(directory: str | pathlib.Path) -> int:
+  """The unpadded `vocab_size` of an HF checkpoint directory's config.json."""
+  return int(_read_config(pathlib.Path(directory) / "config.json")["vocab_size"])
+
+
 def load_hf_checkpoint(directory: str | pathlib.Path, **overrides: Any
                        ) -> tuple[network.T5Config, dict[str, Any], str | None]:
   """Loads an HF T5 / Flan-T5 checkpoint directory.
