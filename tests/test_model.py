@@ -254,6 +254,34 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
                 enable_dropout=False, decode=True, mutable=["cache"], method=model.decode)
 
 
+def test_cache_take_reorders_sequences(tiny):
+  model, params = tiny.model, tiny.params
+  enc, dec_in, _ = _batch(np.random.default_rng(10))
+  enc[1] = enc[0]  # same query for both rows, as for two beams
+  encoded = tiny.encode(params, enc)
+
+  @jax.jit
+  def run(cache, encoded, enc, tokens):  # tokens [N, n]: n cached steps -> last logits
+    def step(cache, token):
+      logits, mutated = model.apply({"params": params, "cache": cache}, encoded, enc,
+                                    token[:, None], token[:, None], enable_dropout=False,
+                                    decode=True, mutable=["cache"], method=model.decode)
+      return mutated["cache"], logits[:, 0]
+    cache, logits = jax.lax.scan(step, cache, jnp.transpose(tokens))
+    return cache, logits[-1]
+
+  prefix, last = dec_in[:, :4], dec_in[:, 4:5]
+  cache, _ = run(network.init_cache(model, B, T, S), encoded, enc, prefix)
+  order = np.array([1, 0, 1], np.int32)  # reorder and expand to 3 sequences
+  moved = network.cache_take(cache, order)
+  assert moved["decoder"]["layers_0"]["self_attention"]["cached_key"].shape[0] == 3
+  enc3, encoded3 = enc[order], encoded[order]
+  _, got = run(moved, encoded3, enc3, last[order])
+  full_cache, _ = run(network.init_cache(model, 3, T, S), encoded3, enc3, prefix[order])
+  _, want = run(full_cache, encoded3, enc3, last[order])
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
 def test_dropout_is_active_only_when_enabled():
   # One layer each way: dropout's RNG code is slow to compile on CPU.
   model, _ = _model(num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.2)

@@ -308,3 +308,13 @@ def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
 
   shapes = jax.eval_shape(_init)["cache"]
   return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+def cache_take(cache: Any, indices: Array) -> Any:
+  """Rows `indices` (int[N]) of every per-sequence cache array -> a cache for N sequences.
+
+  For beam search: reorder or expand the batch*beam rows of the KV cache after
+  a top-k. `cache_index` (a scalar shared by all rows) is kept as it is.
+  """
+  return jax.tree_util.tree_map(
+      lambda x: x if x.ndim == 0 else jnp.take(x, indices, axis=0), cache)
