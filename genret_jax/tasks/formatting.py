@@ -122,6 +122,7 @@ class Formatter:
     max_len = self._input_length(sequence_length)
     template = self.prompts[kind]
 
+    @tf.autograph.experimental.do_not_convert
     def fn(ex):
       item = ex["item"]
       if kind == "rec":
@@ -155,6 +156,7 @@ class Formatter:
     table = self.search_ids if role == "search" else self.rec_ids
     token = SRC_ITEM if role == "search" else REC_ITEM
 
+    @tf.autograph.experimental.do_not_convert
     def fn(ex):
       ident = token + tf.gather(table, ex["item"])
       fields = {"content": ex["text"], "item": ident}

@@ -91,6 +91,7 @@ def _filter(behaviour: int, cap: int):
   """Keeps the events of one behaviour and, if cap > 0, TRAIN events whose per-item rank is
   below cap (VALID/TEST events have rank -1, so the cap never touches evaluation)."""
   def prep(dataset):
+    @tf.autograph.experimental.do_not_convert
     def keep(ex):
       ok = tf.equal(ex["behaviour"], behaviour)
       if cap > 0:

@@ -146,6 +146,7 @@ class GenRetVocabulary(seqio.Vocabulary):
       self._tf_state = (table, strings, tokenizer)
     return self._tf_state
 
+  @tf.autograph.experimental.do_not_convert
   def _encode_tf(self, s: tf.Tensor) -> tf.Tensor:
     """string[] -> int32[T]; string[B] -> ragged int32[B, None]."""
     s = tf.convert_to_tensor(s, tf.string)
@@ -158,11 +159,12 @@ class GenRetVocabulary(seqio.Vocabulary):
     is_appended = appended >= 0
     text_ids = tokenizer.tokenize(tf.where(is_appended, "", flat))      # [N, T]
     appended_ids = tf.RaggedTensor.from_row_lengths(
-        tf.boolean_mask(appended, is_appended), tf.cast(is_appended, tf.int64))
+        tf.boolean_mask(appended, is_appended), tf.cast(is_appended, tf.int64), validate=False)
     per_piece = tf.concat([text_ids, appended_ids], axis=1)
     ids = pieces.with_flat_values(per_piece).merge_dims(1, 2)
     return ids[0] if scalar else ids
 
+  @tf.autograph.experimental.do_not_convert
   def _decode_tf(self, ids: tf.Tensor) -> tf.Tensor:
     """int32[..., T] -> string[...]: SentencePiece runs and appended tokens joined."""
     ids = tf.convert_to_tensor(ids, tf.int32)
@@ -180,7 +182,7 @@ class GenRetVocabulary(seqio.Vocabulary):
     start = row_start | appended | prev_appended
     segment = tf.cumsum(tf.cast(start, tf.int32)) - 1
     segments = tf.RaggedTensor.from_value_rowids(
-        tf.where(appended, PAD_ID, flat), segment)
+        tf.where(appended, PAD_ID, flat), segment, validate=False)
     text = tokenizer.detokenize(segments)
     first = tf.boolean_mask(flat, start)
     seg_appended = tf.boolean_mask(appended, start)

@@ -1,0 +1,372 @@
+"""seqio Tasks / Mixtures: batches decode back to the prepared events exactly, no leakage."""
+
+import csv
+import re
+
+import numpy as np
+import pytest
+import seqio
+
+from genret_jax.config import get_base_config
+from genret_jax.data import prepare, prepared
+from genret_jax.data.schema import REC, SEARCH
+from genret_jax.data.splits import TRAIN
+from genret_jax.errors import ConfigError
+from genret_jax.ids.types import IdTable, ItemIdentifiers, atomic_ids
+from genret_jax.tasks import formatting, register
+
+LONG = {"inputs": 1024, "targets": 512}
+
+
+def tiny_config():
+  c = get_base_config()
+  s = c.data.simulator
+  s.num_users, s.num_items, s.num_clusters, s.events_per_user = 40, 200, 10, 12
+  c.data.max_history = 5
+  c.vocab.sp_vocab_size = 400
+  return c
+
+
+def dual_ids(num_items: int) -> ItemIdentifiers:
+  """GenSAR-like: a shared first level, different second levels (unique per item)."""
+  i = np.arange(num_items)
+  groups = -(-num_items // 16)
+  sem = IdTable("semantic", np.stack([i // 16, i % 16], 1).astype(np.int32), ("s0", "s1"),
+                (groups, 16))
+  col = IdTable("collaborative", np.stack([i // 16, (i * 5) % 16], 1).astype(np.int32),
+                ("s0", "c1"), (groups, 16))
+  return ItemIdentifiers("gensar", sem, col)
+
+
+def _subset_movielens(src, dst, num_users=8):
+  rows = {n: list(csv.DictReader(open(src / n, encoding="utf-8")))
+          for n in ("ratings.csv", "tags.csv", "movies.csv")}
+  n_tags = {}
+  for r in rows["tags.csv"]:
+    n_tags[r["userId"]] = n_tags.get(r["userId"], 0) + 1
+  tag_users = {u for u, n in n_tags.items() if n >= 5}
+  n_ratings = {}
+  for r in rows["ratings.csv"]:
+    n_ratings[r["userId"]] = n_ratings.get(r["userId"], 0) + 1
+  users = sorted(tag_users, key=lambda u: (n_ratings.get(u, 0), u))[:num_users]
+  keep = {n: [r for r in rows[n] if r["userId"] in users] for n in ("ratings.csv", "tags.csv")}
+  movies = {r["movieId"] for n in keep for r in keep[n]}
+  keep["movies.csv"] = [r for i, r in enumerate(rows["movies.csv"])
+                        if r["movieId"] in movies or i < 300]
+  for n, rs in keep.items():
+    with open(dst / n, "w", newline="", encoding="utf-8") as f:
+      w = csv.DictWriter(f, fieldnames=list(rows[n][0]))
+      w.writeheader()
+      w.writerows(rs)
+
+
+def _subset_amazon(src, dst, num_users=60):
+  lines = open(src / "Beauty.txt").read().splitlines()[:num_users]
+  (dst / "Beauty.txt").write_text("\n".join(lines) + "\n")
+  items = {x for line in lines for x in line.split()[1:]}
+  attrs = open(src / "derived_item_attributes.tsv", encoding="utf-8").read().splitlines()
+  kept = [attrs[0]] + [a for i, a in enumerate(attrs[1:]) if a.split("\t")[0] in items or i < 200]
+  (dst / "derived_item_attributes.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("sim"))
+  c = tiny_config()
+  prepare.prepare(c, workdir)
+  return c, workdir
+
+
+@pytest.fixture(scope="module")
+def movielens(tmp_path_factory):
+  from tests.conftest import shared_dataset  # pylint: disable=g-import-not-at-top
+  src = shared_dataset("ml-latest-small")
+  raw = tmp_path_factory.mktemp("ml_raw")
+  _subset_movielens(src, raw)
+  c = tiny_config()
+  c.data.source, c.data.path = "movielens", str(raw)
+  c.data.movielens.min_tag_users = 1      # the subset has few users per tag
+  workdir = str(tmp_path_factory.mktemp("ml"))
+  prepare.prepare(c, workdir)
+  return c, workdir
+
+
+@pytest.fixture(scope="module")
+def amazon(tmp_path_factory):
+  from tests.conftest import shared_dataset  # pylint: disable=g-import-not-at-top
+  src = shared_dataset("amazon-beauty")
+  raw = tmp_path_factory.mktemp("amazon_raw")
+  _subset_amazon(src, raw)
+  c = tiny_config()
+  c.data.source, c.data.path = "amazon", str(raw)
+  workdir = str(tmp_path_factory.mktemp("amazon"))
+  prepare.prepare(c, workdir)
+  return c, workdir
+
+
+# --- an independent reference: what every example must say ---------------------------
+
+def reference_history(events, e, h):
+  """The last h events of e's user with a strictly earlier timestamp (plain Python)."""
+  mine = [j for j in range(events.num_events)
+          if events.user[j] == events.user[e] and events.timestamp[j] < events.timestamp[e]]
+  mine.sort(key=lambda j: (events.timestamp[j], j))
+  return mine[-h:] if h else []
+
+
+def event_keys(ds, h):
+  """kind -> set of keys of every TRAIN example it may produce."""
+  ev = ds.events
+  keys = {k: set() for k in ("rec", "search", "gensar_rec", "gensar_search", "next_query")}
+  for e in np.flatnonzero(ds.split == TRAIN):
+    hist = reference_history(ev, e, 10 ** 9)
+    mixed = tuple((int(ev.behaviour[j]), int(ev.item[j]), str(ev.query[j])) for j in hist[-h:])
+    rec = tuple(int(ev.item[j]) for j in hist if ev.behaviour[j] == REC)[-h:]
+    item, query = int(ev.item[e]), str(ev.query[e])
+    if ev.behaviour[e] == REC:
+      keys["rec"].add((item, rec))
+      keys["gensar_rec"].add((item, mixed))
+    else:
+      keys["search"].add((item, query))
+      keys["gensar_search"].add((item, query, mixed))
+      keys["next_query"].add((query, mixed))
+  return keys
+
+
+class Parser:
+  """Decoded text -> (kind, key) using the prompts and ID tables."""
+
+  def __init__(self, config, ids):
+    self.sep = config.tasks.history_separator
+    self.prompts = config.tasks.prompts.to_dict()
+    self.lookup = {}
+    for role, table in (("search", ids.search), ("rec", ids.rec)):
+      self.lookup[role] = {s: i for i, s in enumerate(formatting.id_strings(table))}
+      assert len(self.lookup[role]) == table.codes.shape[0]
+
+  def _template_regex(self, template):
+    out = ""
+    for literal, name, _, _ in __import__("string").Formatter().parse(template):
+      out += re.escape(literal)
+      if name is not None:
+        out += f"(?P<{name}>.*)"
+    return re.compile(out, re.S)
+
+  def _history(self, text, plain):
+    if not text:
+      return ()
+    out = []
+    for element in text.split(self.sep):
+      if plain:
+        out.append(self.lookup["rec"][element])
+        continue
+      m = re.fullmatch(r"<rec_item>((?:<[a-z0-9]+_\d+>)+)", element)
+      if m:
+        out.append((REC, self.lookup["rec"][m.group(1)], ""))
+        continue
+      m = re.fullmatch(r"<src_query> (.*) <src_item>((?:<[a-z0-9]+_\d+>)+)", element, re.S)
+      assert m, element
+      out.append((SEARCH, self.lookup["search"][m.group(2)], m.group(1)))
+    return tuple(out)
+
+  def parse(self, inputs, targets):
+    for kind, template in self.prompts.items():
+      m = self._template_regex(template).fullmatch(inputs)
+      if not m:
+        continue
+      f = m.groupdict()
+      if kind == "rec" and not targets.startswith("<rec_item>"):
+        return kind, (self.lookup["rec"][targets], self._history(f["history"], True))
+      if kind == "search" and not targets.startswith("<src_item>"):
+        return kind, (self.lookup["search"][targets], f["query"])
+      if kind == "gensar_rec" and targets.startswith("<rec_item>"):
+        return kind, (self.lookup["rec"][targets[len("<rec_item>"):]],
+                      self._history(f["history"], False))
+      if kind == "gensar_search" and targets.startswith("<src_item>"):
+        return kind, (self.lookup["search"][targets[len("<src_item>"):]], f["query"],
+                      self._history(f["history"], False))
+      if kind == "next_query" and targets.startswith("<src_query> "):
+        return kind, (targets[len("<src_query> "):], self._history(f["history"], False))
+      if kind == "text2id":
+        role = "search" if targets.startswith("<src_item>") else "rec"
+        return kind, (self.lookup[role][targets[len("<src_item>"):]], f["content"])
+      if kind == "id2text":
+        role = "search" if f["item"].startswith("<src_item>") else "rec"
+        return kind, (self.lookup[role][f["item"][len("<src_item>"):]], targets)
+    raise AssertionError(f"no prompt matches: {inputs!r} -> {targets!r}")
+
+
+def check_mixture_batch(config, workdir, ids, mixture, n=48):
+  config.tasks.mixture = mixture
+  reg = register(config, workdir, ids)
+  vocab = reg["vocabulary"]
+  ds = prepared.load(f"{workdir}/prepared")
+  keys = event_keys(ds, config.data.max_history)
+  texts = ds.catalog.texts()
+  parser = Parser(config, ids)
+  data = seqio.get_mixture_or_task(reg["mixture"]).get_dataset(LONG, split="train",
+                                                               shuffle=False, seed=0)
+  seen = set()
+  for ex in data.take(n).as_numpy_iterator():
+    assert ex["inputs"][-1] == 1 and ex["targets"][-1] == 1          # EOS, nothing trimmed
+    kind, key = parser.parse(vocab.decode(ex["inputs"]), vocab.decode(ex["targets"]))
+    seen.add(kind)
+    if kind in ("text2id", "id2text"):
+      assert key[1] == texts[key[0]]
+    else:
+      assert key in keys[kind], (kind, key)
+  return seen
+
+
+@pytest.mark.parametrize("source", [
+    "sim", pytest.param("movielens", marks=pytest.mark.slow),
+    pytest.param("amazon", marks=pytest.mark.slow)])
+def test_joint_and_gensar_batches_decode_to_source_events(source, request):
+  config, workdir = request.getfixturevalue(source)
+  num_items = prepared.read_manifest(f"{workdir}/prepared")["counts"]["items"]
+  assert check_mixture_batch(config, workdir, atomic_ids(num_items), "joint") == {"rec",
+                                                                                 "search"}
+  ids = dual_ids(num_items) if source == "sim" else atomic_ids(num_items)
+  seen = check_mixture_batch(config, workdir, ids, "gensar", n=96)
+  assert {"gensar_rec", "gensar_search", "next_query"} <= seen
+
+
+@pytest.mark.parametrize("source", ["sim", pytest.param("amazon", marks=pytest.mark.slow)])
+def test_eval_examples_never_contain_their_target(source, request):
+  """Eval inputs hold exactly the user's events with a strictly earlier timestamp (Amazon:
+  the rec and search events of one interaction share a time and so never see each other)."""
+  config, workdir = request.getfixturevalue(source)
+  config.tasks.mixture = "gensar"
+  ids = dual_ids(200) if source == "sim" else atomic_ids(
+      prepared.read_manifest(f"{workdir}/prepared")["counts"]["items"])
+  reg = register(config, workdir, ids)
+  vocab = reg["vocabulary"]
+  ds = prepared.load(f"{workdir}/prepared")
+  ev, h = ds.events, config.data.max_history
+  parser = Parser(config, ids)
+  cand = dict(zip(ds.eval_events.tolist(), ds.candidates()))
+  count = 0
+  for behaviour, name in reg["eval_tasks"].items():
+    for split in ("validation", "test"):
+      data = seqio.get_mixture_or_task(name).get_dataset(LONG, split=split, shuffle=False)
+      for ex in data.as_numpy_iterator():
+        e = int(ex["event"])
+        assert ds.split[e] != TRAIN and ev.behaviour[e] == (REC if behaviour == "rec" else SEARCH)
+        _, key = parser.parse(vocab.decode(ex["inputs"]), vocab.decode(ex["targets"]))
+        hist = reference_history(ev, e, h)
+        assert key[0] == ex["target_item"] == ev.item[e]
+        assert key[-1] == tuple((int(ev.behaviour[j]), int(ev.item[j]), str(ev.query[j]))
+                                for j in hist)
+        assert e not in hist and all(ev.timestamp[j] < ev.timestamp[e] for j in hist)
+        np.testing.assert_array_equal(ex["candidates"], cand[e])
+        assert ex["candidates"][0] == ev.item[e] and len(set(ex["candidates"])) == 100
+        count += 1
+  assert count == len(ds.eval_events)
+
+
+def test_long_histories_drop_oldest_elements(sim):
+  config, workdir = sim
+  config.tasks.mixture = "gensar"
+  reg = register(config, workdir, atomic_ids(200))
+  vocab = reg["vocabulary"]
+  suffix = ". Please recommend the next item the user might want to click on."
+  budget = len(vocab.encode("Here is the user's history " + suffix)) + 12   # room for ~3
+  data = seqio.get_mixture_or_task(reg["eval_tasks"]["rec"]).get_dataset(
+      {"inputs": budget + 1, "targets": 8}, split="test", shuffle=False)
+  full = seqio.get_mixture_or_task(reg["eval_tasks"]["rec"]).get_dataset(
+      LONG, split="test", shuffle=False)
+  dropped = 0
+  for short, long in zip(data.as_numpy_iterator(), full.as_numpy_iterator()):
+    assert len(short["inputs"]) <= budget + 1
+    text, long_text = vocab.decode(short["inputs"]), vocab.decode(long["inputs"])
+    assert text.endswith(suffix)
+    assert text.startswith("Here is the user's history ")
+    kept = text[len("Here is the user's history "):-len(suffix)]
+    assert long_text.endswith(kept + suffix)                      # the most recent ones
+    assert short["history_length"] <= long["history_length"]
+    dropped += short["history_length"] < long["history_length"]
+  assert dropped > 0
+
+
+def test_cap_per_item_and_rates(sim):
+  config, workdir = sim
+  config.tasks.mixture = "joint"
+  config.tasks.cap_behaviour, config.tasks.cap_per_item = "search", 1
+  try:
+    reg = register(config, workdir, atomic_ids(200))
+    counts = prepared.item_train_counts(f"{workdir}/prepared")
+    items = [int(ex["target_item"]) for ex in seqio.get_mixture_or_task(
+        reg["tasks"]["search"]).get_dataset(LONG, split="train", shuffle=False)
+        .as_numpy_iterator()]
+    assert sorted(items) == np.flatnonzero(counts[SEARCH] > 0).tolist()
+    assert reg["example_counts"]["search"] == len(items)
+    assert reg["example_counts"]["rec"] == counts[REC].sum()        # rec not capped
+    mix = seqio.get_mixture_or_task(reg["mixture"])
+    assert mix.get_rate(seqio.get_mixture_or_task(reg["tasks"]["search"])) == len(items)
+    n_eval = sum(1 for _ in seqio.get_mixture_or_task(reg["tasks"]["search"]).get_dataset(
+        LONG, split="test", shuffle=False).as_numpy_iterator())
+    ds = prepared.load(f"{workdir}/prepared")
+    assert n_eval == int(((ds.split == 2) & (ds.events.behaviour == SEARCH)).sum())
+    config.tasks.rates.rec = 3.0
+    reg = register(config, workdir, atomic_ids(200))
+    mix = seqio.get_mixture_or_task(reg["mixture"])
+    assert mix.get_rate(seqio.get_mixture_or_task(reg["tasks"]["rec"])) == 3.0
+  finally:
+    config.tasks.cap_behaviour, config.tasks.cap_per_item = "", 0
+    config.tasks.rates.rec = -1.0
+
+
+def test_registration_is_idempotent_and_named_per_dataset_and_ids(sim):
+  config, workdir = sim
+  config.tasks.mixture = "joint"
+  a = register(config, workdir, atomic_ids(200))
+  b = register(config, workdir, atomic_ids(200))
+  assert a["tasks"] == b["tasks"] and a["mixture"] == b["mixture"]
+  assert seqio.TaskRegistry.get(a["tasks"]["rec"]).name == a["tasks"]["rec"]
+  c = register(config, workdir, dual_ids(200))
+  assert c["tasks"]["rec"] != a["tasks"]["rec"] and "text2id_rec" in c["tasks"]
+  assert a["eval_prefix"] == {"rec": "", "search": ""}
+  config.tasks.mixture = "gensar"
+  d = register(config, workdir, dual_ids(200))
+  assert d["eval_prefix"] == {"rec": "<rec_item>", "search": "<src_item>"}
+  config.tasks.mixture = "joint"
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("mixture", "both", "config.tasks.mixture"),
+    ("cap_behaviour", "music", "config.tasks.cap_behaviour"),
+    ("cap_per_item", -1, "config.tasks.cap_per_item"),
+    ("prompts.rec", "Recommend next.", r"config.tasks.prompts.rec: needs \['history'\]"),
+    ("prompts.search", "{query} {history}", "config.tasks.prompts.search"),
+    ("prompts.id2text", "{item", "config.tasks.prompts.id2text: bad template"),
+    ("rates.search", 0.0, "config.tasks.rates.search"),
+])
+def test_bad_tasks_config_fails_naming_the_key(sim, key, value, match):
+  config, workdir = sim
+  c = tiny_config()
+  block = c.tasks
+  *path, last = key.split(".")
+  for p in path:
+    block = block[p]
+  block[last] = value
+  with pytest.raises(ConfigError, match=match):
+    register(c, workdir, atomic_ids(200))
+
+
+def test_mismatched_ids_or_missing_dataset_fail(sim, tmp_path):
+  config, workdir = sim
+  with pytest.raises(ConfigError, match="config.ids.scheme: search table has 10 items"):
+    register(config, workdir, atomic_ids(10))
+  with pytest.raises(ConfigError, match="holds no prepared dataset"):
+    register(config, str(tmp_path), atomic_ids(200))
+
+
+def test_unknown_task_config_keys_fail():
+  c = get_base_config()
+  c.lock()
+  with pytest.raises(AttributeError):
+    c.tasks.prompts.unknown = "x"
+  with pytest.raises(AttributeError):
+    c.tasks.rates.unknown = 1.0
+  with pytest.raises(AttributeError):
+    c.vocab.unknown = 1
