@@ -6,7 +6,7 @@ The rank of a target is the number of catalog items scored strictly higher
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,15 +25,28 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]
   return out
 
 
-def batched_ranks(score_fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray,
-                  targets: np.ndarray, batch_size: int = 256) -> np.ndarray:
-  """Ranks of targets under score_fn, one jitted lax.map over fixed-size batches.
+def make_rank_fn(score_fn: Callable[[Any, jax.Array], jax.Array]) -> Callable:
+  """Jitted (params, inputs [C, B, ...], targets [C, B]) -> int32[C, B] ranks.
 
-  Args:
-    score_fn: int32[B, ...] inputs -> float32[B, num_items] scores.
-    inputs: int32[E, ...]; targets: int32[E] item indices.
-  Returns:
-    int32[E] 0-based ranks.
+  `score_fn(params, int32[B, ...]) -> float32[B, num_items]`; one lax.map over
+  the C batches. Build it once per model so evaluations reuse the compilation.
+  """
+  @jax.jit
+  def run(params, xin, tgt):
+    def one(args):
+      x, t = args
+      s = score_fn(params, x)
+      ts = jnp.take_along_axis(s, t[:, None], axis=1)
+      return jnp.sum(s > ts, axis=1).astype(jnp.int32)
+    return jax.lax.map(one, (xin, tgt))
+  return run
+
+
+def batched_ranks(rank_fn: Callable, params: Any, inputs: np.ndarray, targets: np.ndarray,
+                  batch_size: int = 256) -> np.ndarray:
+  """0-based ranks int32[E] of targets (int32[E]) given inputs (int32[E, ...]).
+
+  Pads E to whole batches (repeating row 0) so the shapes stay static.
   """
   e = inputs.shape[0]
   if e == 0:
@@ -44,14 +57,4 @@ def batched_ranks(score_fn: Callable[[jax.Array], jax.Array], inputs: np.ndarray
   xin = np.concatenate([inputs, np.repeat(inputs[:1], pad, 0)]).reshape(
       (num, batch_size) + inputs.shape[1:])
   tgt = np.concatenate([targets, np.zeros(pad, targets.dtype)]).reshape(num, batch_size)
-
-  @jax.jit
-  def run(xin, tgt):
-    def one(args):
-      x, t = args
-      s = score_fn(x)
-      ts = jnp.take_along_axis(s, t[:, None], axis=1)
-      return jnp.sum(s > ts, axis=1).astype(jnp.int32)
-    return jax.lax.map(one, (xin, tgt))
-
-  return np.asarray(run(jnp.asarray(xin), jnp.asarray(tgt))).reshape(-1)[:e]
+  return np.asarray(rank_fn(params, jnp.asarray(xin), jnp.asarray(tgt))).reshape(-1)[:e]

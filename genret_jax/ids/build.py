@@ -242,7 +242,8 @@ def _build_gensar(config, catalog, events, split, workdir, info):
          "codebook_usage": stats.codebook_usage(all_codes, sizes),
          "entropy": stats.code_entropy(all_codes, sizes),
          "levels": list(shp) + list(sem_p[len(shp):]) + list(col_p[len(shp):]),
-         "tables": tables, "best_epoch": res.best_epoch, "final_loss": float(res.losses[-1])}
+         "tables": tables, "best_epoch": res.best_epoch, "final_loss": float(res.losses[-1]),
+         "seconds": res.seconds}
   return ids, rep
 
 

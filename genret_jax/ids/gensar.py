@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Any
 
 import jax
@@ -37,7 +38,8 @@ from genret_jax.ids import vq
 class GenSARResult:
   """shared int32[N, S]; semantic, collaborative int32[N, P] (after collision
   handling); *_before: the same before it; rounds: rounds run per table;
-  losses float[epochs]; best_epoch: epoch whose parameters were kept."""
+  losses float[epochs]; best_epoch: epoch whose parameters were kept;
+  seconds: wall time of training and of collision handling."""
   shared: np.ndarray
   semantic: np.ndarray
   collaborative: np.ndarray
@@ -47,6 +49,7 @@ class GenSARResult:
   losses: np.ndarray
   best_epoch: int
   params: Any
+  seconds: dict
 
 
 def _pow2(n: int) -> int:
@@ -75,19 +78,27 @@ def resolve_collisions(prefix: np.ndarray, codes: np.ndarray, last_in: np.ndarra
     if colliding.size == 0:
       return codes, done - 1
     order = colliding[np.argsort(inverse[colliding], kind="stable")]
-    group_ids, starts, sizes = np.unique(inverse[order], return_index=True, return_counts=True)
-    g, m = _pow2(len(group_ids)), _pow2(sizes.max())
-    slot = np.arange(len(order)) - np.repeat(starts, sizes)
-    row = np.repeat(np.arange(len(group_ids)), sizes)
-    idx = np.zeros((g, m), np.int64)
-    mask = np.zeros((g, m), bool)
-    idx[row, slot] = order
-    mask[row, slot] = True
-    new = np.asarray(km.sinkhorn_assign_groups(jnp.asarray(last_in[idx]), jnp.asarray(mask),
-                                               book, eps=eps, iters=iters))
-    if np.array_equal(codes[order, -1], new[row, slot]):
+    _, starts, sizes = np.unique(inverse[order], return_index=True, return_counts=True)
+    new_last = codes[order, -1].copy()
+    # Groups are padded per power-of-two size bucket, so one large group does
+    # not inflate the work of the many pairs.
+    bucket = np.left_shift(1, np.ceil(np.log2(sizes)).astype(np.int64))
+    for m in np.unique(bucket):
+      sel = np.flatnonzero(bucket == m)
+      g = _pow2(len(sel))
+      row = np.repeat(np.arange(len(sel)), sizes[sel])
+      slot = np.arange(row.size) - np.repeat(np.cumsum(sizes[sel]) - sizes[sel], sizes[sel])
+      pos = np.repeat(starts[sel], sizes[sel]) + slot
+      idx = np.zeros((g, m), np.int64)
+      mask = np.zeros((g, m), bool)
+      idx[row, slot] = order[pos]
+      mask[row, slot] = True
+      new = np.asarray(km.sinkhorn_assign_groups(jnp.asarray(last_in[idx]), jnp.asarray(mask),
+                                                 book, eps=eps, iters=iters))
+      new_last[pos] = new[row, slot]
+    if np.array_equal(codes[order, -1], new_last):
       return codes, done         # a fixed point: further rounds change nothing
-    codes[order, -1] = new[row, slot]
+    codes[order, -1] = new_last
   return codes, done
 
 
@@ -193,6 +204,7 @@ def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2
     return (stats.collision_rate(np.concatenate([sh_c, s_c], 1))
             + stats.collision_rate(np.concatenate([sh_c, c_c], 1)))
 
+  t0 = time.time()
   losses = []
   best, best_rate, best_epoch = params, np.inf, 0
   for epoch in range(epochs):
@@ -205,9 +217,11 @@ def train_gensar(x_sem: np.ndarray, x_col: np.ndarray, *, shared_levels: int = 2
         best, best_rate, best_epoch = params, r, epoch + 1
 
   sh_c, s_c, c_c, s_last, c_last = (np.asarray(a) for a in assign(best, xs, xc))
+  t1 = time.time()
   kw = dict(rounds=collision_rounds, eps=sinkhorn_eps, iters=sinkhorn_iters)
   s_new, s_rounds = resolve_collisions(sh_c, s_c, s_last, np.asarray(best["sem"][-1]), **kw)
   c_new, c_rounds = resolve_collisions(sh_c, c_c, c_last, np.asarray(best["col"][-1]), **kw)
   return GenSARResult(sh_c.astype(np.int32), s_new, c_new, s_c.astype(np.int32),
                       c_c.astype(np.int32), {"semantic": s_rounds, "collaborative": c_rounds},
-                      np.asarray(losses), best_epoch, best)
+                      np.asarray(losses), best_epoch, best,
+                      {"train": round(t1 - t0, 2), "collisions": round(time.time() - t1, 2)})
