@@ -8,7 +8,8 @@ Here ties are broken by a fixed *tie rank* per item: a seeded random
 permutation of the catalog (`tie_ranks`). The result is then a deterministic
 function of (scores, seed) whose tie order is independent of item indices.
 
-Cost per row is O(N) (two partitions) plus O(k log k) for the final order.
+Cost per row is O(N) (one partition; a second only for rows whose k-th
+largest score is tied beyond k) plus O(k log k) for the final order.
 """
 
 from __future__ import annotations
@@ -40,12 +41,17 @@ def topk_rows(scores: np.ndarray, k: int, tie_rank: np.ndarray) -> np.ndarray:
   if not 1 <= k <= n:
     raise ValueError(f"topk_rows: k={k} must be in [1, {n}]")
   tie_rank = np.broadcast_to(np.asarray(tie_rank, np.int64), (b, n))
-  # The k-th largest score of each row, then an integer key whose k smallest
-  # entries are exactly the wanted set: strictly larger scores first (key -1),
-  # then the tied ones by tie rank, everything else last.
-  kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1:k]
-  key = np.where(scores > kth, -1, np.where(scores == kth, tie_rank, n))
-  chosen = np.argpartition(key, k - 1, axis=1)[:, :k]
+  chosen = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+  kth = np.take_along_axis(scores, chosen, 1).min(1, keepdims=True)   # k-th largest score
+  # Rows where more than k scores reach the k-th largest: the tied ones at
+  # the boundary must be chosen by tie rank. An integer key whose k smallest
+  # entries are exactly the wanted set: strictly larger scores first (-1),
+  # then the tied ones by tie rank, everything else last (n).
+  amb = np.flatnonzero((scores >= kth).sum(1) > k)
+  if amb.size:
+    s, t, kt = scores[amb], tie_rank[amb], kth[amb]
+    key = np.where(s > kt, -1, np.where(s == kt, t, n))
+    chosen[amb] = np.argpartition(key, k - 1, axis=1)[:, :k]
   chosen_scores = np.take_along_axis(scores, chosen, 1)
   chosen_ties = np.take_along_axis(tie_rank, chosen, 1)
   order = np.lexsort((chosen_ties, -chosen_scores), axis=1)
