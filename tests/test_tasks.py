@@ -370,3 +370,25 @@ def test_unknown_task_config_keys_fail():
     c.tasks.rates.unknown = 1.0
   with pytest.raises(AttributeError):
     c.vocab.unknown = 1
+
+
+def test_feature_converter_packs_and_drops_eval_features(sim):
+  from genret_jax.tasks.registry import feature_converter  # pylint: disable=g-import-not-at-top
+  config, workdir = sim
+  config.tasks.mixture = "joint"
+  reg = register(config, workdir, atomic_ids(200))
+  lengths = {"inputs": 256, "targets": 8}
+  plain = seqio.get_dataset(reg["eval_tasks"]["search"], lengths, dataset_split="test",
+                            shuffle=False, feature_converter=feature_converter(config))
+  ex = next(plain.as_numpy_iterator())
+  assert set(ex) == {"encoder_input_tokens", "decoder_target_tokens", "decoder_input_tokens",
+                     "decoder_loss_weights"}
+  config.tasks.pack = True
+  try:
+    packed = seqio.get_dataset(reg["eval_tasks"]["search"], lengths, dataset_split="test",
+                               shuffle=False,
+                               feature_converter=feature_converter(config))
+    ex = next(packed.as_numpy_iterator())
+    assert ex["encoder_segment_ids"].max() > 1          # several examples in one row
+  finally:
+    config.tasks.pack = False

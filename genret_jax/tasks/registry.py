@@ -200,3 +200,8 @@ def _mapper(make_fn, kind: str):
     return dataset.map(make_fn(kind, sequence_length=sequence_length),
                        num_parallel_calls=tf.data.AUTOTUNE)
   return prep
+
+
+def feature_converter(config: ml_collections.ConfigDict) -> seqio.EncDecFeatureConverter:
+  """The encoder-decoder feature converter, packing examples when `config.tasks.pack`."""
+  return seqio.EncDecFeatureConverter(pack=bool(config.tasks.pack))
