@@ -12,7 +12,8 @@ from genret_jax.tasks import vocab as vocab_lib
 from genret_jax.tasks.config import default_prompt_texts
 
 CORPUS = ["Toy Story (1995); Adventure|Animation|Children", "red lipstick matte",
-          "Café déjà vu; Comedy", "nail polish OPI", "<b>html</b> <x_1> 12345"] * 20 + default_prompt_texts()
+          "Café déjà vu; Comedy", "nail polish OPI", "<b>html</b> <x_1> 12345"] * 20
+CORPUS += default_prompt_texts()
 STRINGS = [
     "Here is the user's history <rec_item><item_3>; <src_query> red lipstick "
     "<src_item><item_9>. Please recommend the next item the user might want to click on.",
