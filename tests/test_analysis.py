@@ -207,3 +207,11 @@ def test_sweep_plot(tmp_path):
     plots.sweep_plot({"m": {0.0: [float("nan")]}}, str(path), knob="k", metric="m")
   with pytest.raises(ValueError, match="no models"):
     plots.sweep_plot({}, str(path), knob="k", metric="m")
+
+
+def test_knn_content_equals_reference_of_full_cosine():
+  x = h2.tfidf_matrix(_texts(120, seed=3))
+  got, valid = h2.knn_content(x, 4, seed=2)
+  want, want_valid = h2.knn_reference((x @ x.T).toarray(), 4, seed=2)
+  np.testing.assert_array_equal(valid, want_valid)
+  np.testing.assert_array_equal(got[valid], want[valid])

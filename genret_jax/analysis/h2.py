@@ -131,9 +131,22 @@ def knn_reference(sim: sp.spmatrix | np.ndarray, k: int,
   n = sim.shape[0]
   if sim.shape != (n, n):
     raise ValueError(f"h2: similarity must be square, got {sim.shape}")
-  dense = sp.issparse(sim)
-  get = (lambda lo, hi: sim[lo:hi].toarray()) if dense else (lambda lo, hi: sim[lo:hi])
+  rows = sim.tocsr() if sp.issparse(sim) else np.asarray(sim)
+
+  def get(lo: int, hi: int) -> np.ndarray:
+    block = rows[lo:hi]
+    return block.toarray() if sp.issparse(block) else block
+
   return _knn(get, n, k, tie_ranks(n, seed), positive_only=True)
+
+
+def knn_content(features: sp.spmatrix, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """`knn_reference` of the cosine similarity of l2-normalised sparse rows
+  (e.g. `tfidf_matrix`), computed a block of rows at a time (never [N, N])."""
+  x = sp.csr_matrix(features)
+  n = x.shape[0]
+  return _knn(lambda lo, hi: (x[lo:hi] @ x.T).toarray(), n, k, tie_ranks(n, seed),
+              positive_only=True)
 
 
 def neighbour_overlap(learned: np.ndarray, reference: np.ndarray,
@@ -205,7 +218,7 @@ def h2_analysis(embeddings: Mapping[str, np.ndarray], texts: Sequence[str],
   if plot_path and (popularity is None or np.shape(popularity) != (n,)):
     raise ValueError(f"h2: a t-SNE plot needs popularity float[{n}]")
   x = tfidf_matrix(texts)
-  refs = {"content": knn_reference(x @ x.T, k, seed),
+  refs = {"content": knn_content(x, k, seed),
           "cooccurrence": knn_reference(cooccurrence_matrix(user, item, n, window), k, seed)}
   out = {"k": k, "chance_overlap": k / (n - 1),
          "references": {r: {"num_items": int(v.sum())} for r, (_, v) in refs.items()},
