@@ -83,6 +83,7 @@ def test_sasrec_learns_a_sequential_pattern_and_rejects_bad_config():
     sasrec.train_sasrec(ev, split, 40, dim=10, num_heads=3)
 
 
+@pytest.mark.slow
 def test_sasrec_beats_popularity_on_movielens(movielens_dir):
   from genret_jax import config as base_config
   from genret_jax.data.readers import load_raw
@@ -91,9 +92,10 @@ def test_sasrec_beats_popularity_on_movielens(movielens_dir):
   catalog, events = load_raw(c.data)
   split = leave_one_out(events)
   res = sasrec.train_sasrec(events, split, catalog.num_items, dim=32, max_len=50, epochs=20,
-                            eval_every=10, batch_size=64, learning_rate=2e-3, seed=0)
+                            eval_every=5, batch_size=64, learning_rate=2e-3, seed=0)
   _, y = sequences.eval_examples(events, split, TEST, 50)
   pop = popularity.evaluate(popularity.popularity_scores(events, split, catalog.num_items), y,
                             (10,))
-  print("sasrec", res.test_metrics, "pop", pop)
+  # Measured: SASRec 0.0262, popularity 0.0197 (610 test users).
   assert res.test_metrics["recall@10"] > pop["recall@10"]
+  assert res.test_metrics["ndcg@10"] > pop["ndcg@10"]

@@ -147,14 +147,18 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
                  num_layers: int = 2, num_heads: int = 1, max_len: int = 50,
                  dropout: float = 0.2, loss: str = "bce", epochs: int = 30,
                  batch_size: int = 128, learning_rate: float = 1e-3, eval_every: int = 5,
-                 ks: Sequence[int] = (5, 10, 20), seed: int = 0,
+                 ks: Sequence[int] = (5, 10, 20), seed: int = 0, all_windows: bool = True,
                  verbose: bool = False) -> SASRecResult:
-  """Trains SASRec on TRAIN rec events; selects by VALID NDCG@max(ks); tests on TEST."""
+  """Trains SASRec on TRAIN rec events; selects by VALID NDCG@max(ks); tests on TEST.
+
+  all_windows: train on every max_len window of each history (see
+  sequences.train_sequences), not only the last one.
+  """
   if loss not in ("bce", "softmax"):
     raise ConfigError("ids.sasrec.loss", f"must be bce or softmax, got {loss!r}")
   if dim % num_heads:
     raise ConfigError("ids.sasrec.num_heads", f"{num_heads} does not divide dim {dim}")
-  seqs = sequences.train_sequences(events, split, max_len)
+  seqs = sequences.train_sequences(events, split, max_len, all_windows)
   if seqs.shape[0] == 0:
     raise ConfigError("ids.collaborative.source",
                       "sasrec needs users with >= 2 TRAIN rec events; the data has none")

@@ -25,10 +25,14 @@ def _windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int
   return np.where(valid, items[np.clip(idx, 0, None)] + 1, 0).astype(np.int32)
 
 
-def train_sequences(events: Events, split: np.ndarray, max_len: int) -> np.ndarray:
-  """int32[U', max_len + 1]: each user's last max_len + 1 TRAIN rec items.
+def train_sequences(events: Events, split: np.ndarray, max_len: int,
+                    all_windows: bool = False) -> np.ndarray:
+  """int32[S, max_len + 1]: TRAIN rec item windows, one row per training sequence.
 
-  Only users with at least two TRAIN rec events (one input, one target).
+  By default one row per user: the last max_len + 1 TRAIN rec items (as in
+  SASRec). With all_windows, a user's whole TRAIN history is cut from the end
+  into windows of max_len + 1 items overlapping by one, so every transition
+  is trained exactly once per epoch. Only windows with >= 2 items.
   """
   user, item, sp = _rec_timeline(events, split)
   keep = sp == TRAIN
@@ -39,7 +43,13 @@ def train_sequences(events: Events, split: np.ndarray, max_len: int) -> np.ndarr
   starts = np.concatenate([[0], bounds])
   ends = np.concatenate([bounds, [user.size]])
   many = (ends - starts) >= 2
-  return _windows(item, starts[many], ends[many], max_len + 1)
+  starts, ends = starts[many], ends[many]
+  if all_windows:
+    count = -(-(ends - starts - 1) // max_len)           # windows per user
+    j = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    ends = np.repeat(ends, count) - j * max_len
+    starts = np.repeat(starts, count)
+  return _windows(item, starts, ends, max_len + 1)
 
 
 def eval_examples(events: Events, split: np.ndarray, which: int,
