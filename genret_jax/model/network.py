@@ -255,6 +255,8 @@ class Transformer(nn.Module):
       decode: use the KV cache. With an initialised cache T must be 1 and the
         token is placed at the cache's `cache_index`; without one (init) the
         cache variables are created with length T.
+      decoder_positions: int32[B, T] relative-position indices (packing); in a
+        cached step the position is the cache's `cache_index` instead.
       max_decode_length: accepted for T5X compatibility; the cache length
         is fixed by `init_cache`.
     """
