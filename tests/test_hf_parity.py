@@ -258,3 +258,30 @@ def test_load_pretrained_needs_a_checkpoint():
   from genret_jax.model import config as model_config
   with pytest.raises(ConfigError, match="config.model.hf_checkpoint: is empty"):
     builder.load_pretrained(model_config.default_config(), 100)
+
+
+def test_reads_bfloat16_and_sharded_safetensors(tmp_path):
+  hf_model = _hf_model(tmp_path / "f32", v11=True)
+  _, reference, _ = hf_convert.load_hf_checkpoint(tmp_path / "f32")
+  hf_model.to(torch.bfloat16).save_pretrained(tmp_path / "bf16", max_shard_size="20KB")
+  files = sorted(p.name for p in (tmp_path / "bf16").iterdir())
+  assert "model.safetensors.index.json" in files and "model.safetensors" not in files
+  assert sum(name.endswith(".safetensors") for name in files) > 1
+  _, params, _ = hf_convert.load_hf_checkpoint(tmp_path / "bf16")
+  # Values are the bfloat16 roundings of the float32 ones, returned as float32.
+  jax.tree_util.tree_map(
+      lambda got, want: np.testing.assert_array_equal(
+          got, want.astype(jnp.bfloat16).astype(np.float32)), params, reference)
+  assert all(x.dtype == np.float32 for x in jax.tree_util.tree_leaves(params))
+
+
+def test_truncated_safetensors_is_a_data_error(tmp_path):
+  _hf_model(tmp_path, v11=True)
+  path = tmp_path / "model.safetensors"
+  path.write_bytes(path.read_bytes()[:-100])
+  with pytest.raises(DataError, match=r"model.safetensors: .*: data offsets .* do not fit "
+                     r"shape .*file truncated"):
+    hf_convert.load_hf_checkpoint(tmp_path)
+  path.write_bytes(b"\x05\x00")
+  with pytest.raises(DataError, match="not a safetensors file"):
+    hf_convert.load_hf_checkpoint(tmp_path)

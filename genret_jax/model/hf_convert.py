@@ -2,7 +2,7 @@
 
 Reads `config.json` and the weights (`model.safetensors`, a sharded
 `model.safetensors.index.json`, or `pytorch_model.bin` when torch is
-importable) with numpy only. Handles T5 v1.1 / Flan-T5 (gated GELU, untied
+importable) with numpy only (float32, float16 or bfloat16 tensors). Handles T5 v1.1 / Flan-T5 (gated GELU, untied
 head, no output scaling) and the original T5 (ReLU, head tied to the
 embedding with the decoder output scaled by 1/sqrt(d_model)). The vocabulary
 is padded with zero rows up to a multiple of 128.
@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import pathlib
+import struct
 from typing import Any, Callable
 
+import ml_dtypes
 import numpy as np
 
 from genret_jax.errors import DataError
@@ -58,16 +60,52 @@ def hf_activations(hf: dict[str, Any], config_path: str) -> tuple[str, ...]:
   return (ours, "linear") if gated else (ours,)
 
 
+# safetensors dtype codes -> numpy dtypes (bfloat16 via ml_dtypes, a jax dependency).
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
+                       "BF16": ml_dtypes.bfloat16}
+
+
+def read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
+  """All tensors of a .safetensors file as float32 numpy arrays.
+
+  The format is an 8-byte little-endian header size, a JSON header
+  {name: {dtype, shape, data_offsets}}, then the raw bytes. Reading it
+  directly handles bfloat16 (which safetensors.numpy cannot) and needs no
+  extra package.
+  """
+  if not path.is_file():
+    raise DataError(str(path), "missing weights file")
+  with open(path, "rb") as f:
+    prefix = f.read(8)
+    if len(prefix) != 8:
+      raise DataError(str(path), "not a safetensors file (shorter than its header size)")
+    (header_size,) = struct.unpack("<Q", prefix)
+    try:
+      header = json.loads(f.read(header_size))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+      raise DataError(str(path), f"not a safetensors file (bad JSON header: {e})") from e
+  data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + header_size)
+  tensors = {}
+  for name, info in header.items():
+    if name == "__metadata__":
+      continue
+    dtype = _SAFETENSORS_DTYPES.get(info.get("dtype"))
+    if dtype is None:
+      raise DataError(str(path), f"unsupported dtype {info.get('dtype')!r}", field=name)
+    start, end = info["data_offsets"]
+    shape = tuple(info["shape"])
+    if end > data.shape[0] or (end - start) != np.dtype(dtype).itemsize * int(np.prod(shape)):
+      raise DataError(str(path), f"data offsets {start}:{end} do not fit shape {shape} "
+                      f"of {info['dtype']} (file truncated?)", field=name)
+    array = np.frombuffer(data[start:end], dtype=dtype).reshape(shape)
+    tensors[name] = array.astype(np.float32)
+  return tensors
+
+
 def _load_safetensors(files: list[pathlib.Path]) -> dict[str, np.ndarray]:
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   weights: dict[str, np.ndarray] = {}
   for f in files:
-    if not f.is_file():
-      raise DataError(str(f), "missing weights shard")
-    try:
-      weights.update(load_file(str(f)))
-    except Exception as e:  # safetensors raises its own error types
-      raise DataError(str(f), f"cannot read safetensors file: {e}") from e
+    weights.update(read_safetensors(f))
   return weights
 
 
