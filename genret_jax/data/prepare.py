@@ -178,6 +178,10 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     np.add.at(counts, (events.behaviour[train].astype(np.int64), events.item[train]), 1)
     np.save(os.path.join(tmp, prepared_lib.ITEM_COUNTS), counts)
     names.append(prepared_lib.ITEM_COUNTS)
+    queries = np.unique(events.query[events.behaviour != REC].astype(str)).tolist()
+    with open(os.path.join(tmp, prepared_lib.QUERIES), "w", encoding="utf-8") as f:
+      json.dump(queries, f, ensure_ascii=False)
+    names.append(prepared_lib.QUERIES)
     with open(os.path.join(tmp, prepared_lib.SP_MODEL), "wb") as f:
       f.write(_sp_model(config, _corpus(texts, events)))
     names.append(prepared_lib.SP_MODEL)

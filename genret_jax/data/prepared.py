@@ -10,6 +10,7 @@ Layout of a prepared directory:
                                      (train / validation / test; EVENT_FEATURES), in
                                      (user, time) order, shards cut at user boundaries
   train_item_counts.npy              int64[2, num_items]: TRAIN events per (behaviour, item)
+  queries.json                       the distinct queries of the search events, sorted
 
 Every event record carries what a task needs without joins: the target, its
 history (the last `max_history` of the user's events with a strictly earlier
@@ -37,7 +38,8 @@ from genret_jax.errors import DataError
 MANIFEST = "manifest.json"
 SP_MODEL = "spm.model"
 ITEM_COUNTS = "train_item_counts.npy"
-FORMAT_VERSION = 1
+QUERIES = "queries.json"
+FORMAT_VERSION = 2
 
 _I64 = tf.io.FixedLenFeature([], tf.int64)
 _STR = tf.io.FixedLenFeature([], tf.string)
@@ -254,6 +256,12 @@ def load(path: str) -> PreparedDataset:
   negatives = (np.stack([candidates[i][1:] for i in eval_events]).astype(np.int32)
                if len(eval_events) else np.zeros([0, num_neg], np.int32))
   return PreparedDataset(path, catalog, events, split, eval_events, negatives, manifest)
+
+
+def read_queries(path: str) -> list[str]:
+  """The sorted distinct queries of a prepared dataset's search events."""
+  with open(os.path.join(path, QUERIES), encoding="utf-8") as f:
+    return json.load(f)
 
 
 def item_train_counts(path: str) -> np.ndarray:

@@ -62,8 +62,15 @@ def _fill(template: str, fields: dict[str, tf.Tensor]) -> tf.Tensor:
   return tf.strings.join(parts) if parts else tf.constant("")
 
 
+def _part_tokens(vocab: GenRetVocabulary, part: str, fields: dict[str, tf.Tensor]) -> tf.Tensor:
+  """int32[T] tokens of a template part: a constant when it has no placeholder."""
+  if not template_fields(part):
+    return tf.constant(vocab.encode(part), tf.int32, shape=[len(vocab.encode(part))])
+  return vocab.encode_tf(_fill(part, fields))
+
+
 def render_inputs(vocab: GenRetVocabulary, template: str, fields: dict[str, tf.Tensor],
-                  history: tf.Tensor | None, separator: str, max_length: int
+                  history: tf.RaggedTensor | None, max_length: int
                   ) -> tuple[tf.Tensor, tf.Tensor]:
   """Tokenized prompt, keeping the most recent history elements that fit.
 
@@ -71,78 +78,126 @@ def render_inputs(vocab: GenRetVocabulary, template: str, fields: dict[str, tf.T
     vocab: the vocabulary.
     template: the prompt, with at most one {history}.
     fields: placeholder name -> string[] (everything but history).
-    history: string[h] history elements, oldest first (None when unused).
-    separator: put between elements.
+    history: ragged int32[h, None], each history element's tokens (separator included),
+      oldest first; None when unused.
     max_length: token budget of the whole input, EOS excluded.
   Returns:
     (int32[T] input ids, int32[] number of history elements kept).
   """
   if history is None or "{history}" not in template:
-    return vocab.encode_tf(_fill(template, fields)), tf.constant(0, tf.int32)
+    return _part_tokens(vocab, template, fields), tf.constant(0, tf.int32)
   before, after = template.split("{history}", 1)
-  prefix = vocab.encode_tf(_fill(before, fields))
-  suffix = vocab.encode_tf(_fill(after, fields))
-  h = tf.size(history)
-  seps = tf.where(tf.range(h) < h - 1, separator, "")
-  elements = vocab.encode_tf(tf.strings.join([history, seps]))       # ragged [h, t]
+  prefix = _part_tokens(vocab, before, fields)
+  suffix = _part_tokens(vocab, after, fields)
+  h = history.nrows(out_type=tf.int32)
   budget = max_length - tf.size(prefix) - tf.size(suffix)
-  from_end = tf.cumsum(tf.reverse(elements.row_lengths(), [0]))
+  from_end = tf.cumsum(tf.reverse(history.row_lengths(), [0]))
   kept = tf.reduce_sum(tf.cast(from_end <= tf.cast(budget, from_end.dtype), tf.int32))
-  tokens = elements[h - kept:].flat_values
+  tokens = history[h - kept:].flat_values
   return tf.concat([prefix, tokens, suffix], 0), kept
 
 
+def _ragged_constant(rows: list[list[int]]) -> tf.RaggedTensor:
+  lengths = [len(r) for r in rows]
+  values = [t for r in rows for t in r]
+  return tf.RaggedTensor.from_row_lengths(tf.constant(values, tf.int32, shape=[len(values)]),
+                                          tf.constant(lengths, tf.int64), validate=False)
+
+
 class Formatter:
-  """Builds the per-example map functions of every task kind for one ID table pair."""
+  """Builds the per-example map functions of every task kind for one ID table pair.
+
+  History elements are assembled from precomputed token ids (identifier tokens
+  per item, SentencePiece tokens per distinct query), which equals tokenizing
+  the element strings: text is only ever split at appended tokens.
+  """
 
   def __init__(self, vocab: GenRetVocabulary, search: IdTable, rec: IdTable, prompts: dict,
-               separator: str, default_input_length: int):
+               separator: str, default_input_length: int, queries: list[str]):
     self.vocab = vocab
     self.prompts = dict(prompts)
-    self.separator = separator
     self.default_input_length = default_input_length
+    self.num_items = search.codes.shape[0]
+    self.num_queries = len(queries)
+    self.tok = {t: vocab.token_id(t) for t in (REC_ITEM, SRC_QUERY, SRC_ITEM)}
+    self.sep = vocab.encode(separator)
     with tf.init_scope():
       self.search_ids = tf.constant(id_strings(search))
       self.rec_ids = tf.constant(id_strings(rec))
+      # rows [0, N): rec identifiers; rows [N, 2N): search identifiers.
+      self.id_tokens = _ragged_constant(vocab.item_ids(rec).tolist()
+                                        + vocab.item_ids(search).tolist())
+      # row q: tokens of " {query} "; row Q: nothing (rec events).
+      self.query_tokens = _ragged_constant([vocab.encode(f" {q} ") for q in queries] + [[]])
+      self.query_index = tf.lookup.StaticHashTable(
+          tf.lookup.KeyValueTensorInitializer(
+              tf.constant(list(queries), tf.string, shape=[len(queries)]),
+              tf.range(len(queries), dtype=tf.int64)), default_value=-1)
 
   def _input_length(self, sequence_length) -> int:
     if sequence_length and sequence_length.get("inputs"):
       return int(sequence_length["inputs"]) - 1
     return self.default_input_length - 1
 
-  def _gensar_history(self, ex) -> tf.Tensor:
+  def _separators(self, h: tf.Tensor) -> tf.RaggedTensor:
+    n = len(self.sep)
+    lengths = tf.where(tf.range(h) < h - 1, n, 0)
+    values = tf.tile(tf.constant(self.sep, tf.int32, shape=[n]), [tf.maximum(h - 1, 0)])
+    return tf.RaggedTensor.from_row_lengths(values, tf.cast(lengths, tf.int64), validate=False)
+
+  def _rec_history(self, ex) -> tf.RaggedTensor:
+    items = ex["rec_hist_item"]
+    ids = tf.gather(self.id_tokens, items)
+    return tf.concat([ids, self._separators(tf.size(items, tf.int32))], axis=1)
+
+  def _gensar_history(self, ex) -> tf.RaggedTensor:
     items = ex["hist_item"]
-    rec = REC_ITEM + tf.gather(self.rec_ids, items)
-    search = tf.strings.join([SRC_QUERY + " ", ex["hist_query"], " " + SRC_ITEM,
-                              tf.gather(self.search_ids, items)])
-    return tf.where(tf.equal(ex["hist_behaviour"], REC), rec, search)
+    h = tf.size(items, tf.int32)
+    is_rec = tf.equal(ex["hist_behaviour"], REC)
+    head = tf.RaggedTensor.from_tensor(tf.where(
+        is_rec, self.tok[REC_ITEM], self.tok[SRC_QUERY])[:, None])
+    query_row = self.query_index.lookup(ex["hist_query"])
+    check = tf.debugging.assert_non_negative(
+        tf.where(is_rec, tf.zeros_like(query_row), query_row),
+        message="history query missing from the prepared dataset's queries.json")
+    with tf.control_dependencies([check]):
+      query_row = tf.where(is_rec, tf.cast(self.num_queries, tf.int64), query_row)
+    query = tf.gather(self.query_tokens, query_row)
+    not_rec = 1 - tf.cast(is_rec, tf.int64)
+    mid = tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.reduce_sum(tf.cast(not_rec, tf.int32))], self.tok[SRC_ITEM]), not_rec,
+        validate=False)
+    ids = tf.gather(self.id_tokens, items + self.num_items * not_rec)
+    return tf.concat([head, query, mid, ids, self._separators(h)], axis=1)
 
   def event_fn(self, kind: str, sequence_length=None):
     """Map fn: prepared event record -> {inputs, targets, target_item, candidates, ...}."""
     max_len = self._input_length(sequence_length)
     template = self.prompts[kind]
+    n = self.num_items
 
     @tf.autograph.experimental.do_not_convert
     def fn(ex):
       item = ex["item"]
       if kind == "rec":
-        history = tf.gather(self.rec_ids, ex["rec_hist_item"])
-        target = tf.gather(self.rec_ids, item)
+        history, target = self._rec_history(ex), self.id_tokens[item]
       elif kind == "search":
-        history, target = None, tf.gather(self.search_ids, item)
+        history, target = None, self.id_tokens[item + n]
       elif kind == "gensar_rec":
-        history, target = self._gensar_history(ex), REC_ITEM + tf.gather(self.rec_ids, item)
+        history = self._gensar_history(ex)
+        target = tf.concat([[self.tok[REC_ITEM]], self.id_tokens[item]], 0)
       elif kind == "gensar_search":
         history = self._gensar_history(ex)
-        target = SRC_ITEM + tf.gather(self.search_ids, item)
+        target = tf.concat([[self.tok[SRC_ITEM]], self.id_tokens[item + n]], 0)
       elif kind == "next_query":
-        history, target = self._gensar_history(ex), SRC_QUERY + " " + ex["query"]
+        history = self._gensar_history(ex)
+        target = tf.concat([[self.tok[SRC_QUERY]], self.vocab.encode_tf(" " + ex["query"])], 0)
       else:
         raise ValueError(f"not an event task kind: {kind}")
       inputs, kept = render_inputs(self.vocab, template, {"query": ex["query"]}, history,
-                                   self.separator, max_len)
+                                   max_len)
       return {
-          "inputs": inputs, "targets": self.vocab.encode_tf(target),
+          "inputs": inputs, "targets": target,
           "target_item": tf.cast(item, tf.int32), "user": tf.cast(ex["user"], tf.int32),
           "event": tf.cast(ex["event"], tf.int32),
           "candidates": tf.cast(ex["candidates"], tf.int32),
@@ -161,7 +216,7 @@ class Formatter:
       ident = token + tf.gather(table, ex["item"])
       fields = {"content": ex["text"], "item": ident}
       inputs, _ = render_inputs(self.vocab, self.prompts[kind.split("_rec")[0]], fields,
-                                None, self.separator, max_len)
+                                None, max_len)
       target = ident if kind.startswith("text2id") else ex["text"]
       return {"inputs": inputs, "targets": self.vocab.encode_tf(target),
               "target_item": tf.cast(ex["item"], tf.int32)}

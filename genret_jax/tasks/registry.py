@@ -139,7 +139,8 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   vocab = vocabulary(path, ids)
   t = config.tasks
   fmt = formatting.Formatter(vocab, ids.search, ids.rec, t.prompts.to_dict(),
-                             t.history_separator, int(t.max_input_length))
+                             t.history_separator, int(t.max_input_length),
+                             prepared_lib.read_queries(path))
   output_features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
                      "targets": seqio.Feature(vocab, add_eos=True)}
   prefix = _name_prefix(manifest, config, ids)
