@@ -241,7 +241,10 @@ def load(path: str) -> PreparedDataset:
       continue
     part = _parse_all(files, {k: EVENT_FEATURES[k] for k in keep})
     for k in keep:
-      ev[k].extend(part[k]) if k == "candidates" else ev[k].append(part[k])
+      if k == "candidates":
+        ev[k].extend(part[k])
+      else:
+        ev[k].append(part[k])
   order = np.argsort(np.concatenate(ev["event"]))
   col = {k: np.concatenate(ev[k])[order] for k in keep if k != "candidates"}
   events = Events(
