@@ -1,5 +1,6 @@
 """Our T5 equals Hugging Face's T5 on converted weights (encoder, logits, KV cache)."""
 
+import functools
 import json
 import sys
 
@@ -62,6 +63,23 @@ def _hf_outputs(model, enc, dec_in):
   return encoded.numpy(), logits.numpy()
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted(cfg: network.T5Config):
+  """Jitted forward / encode / cached step of a config, shared by the tests."""
+  model = network.Transformer(cfg)
+  forward = jax.jit(lambda p, e, d, t: model.apply({"params": p}, e, d, t, enable_dropout=False))
+  encode = jax.jit(lambda p, e: model.apply({"params": p}, e, enable_dropout=False,
+                                            method=model.encode))
+
+  @jax.jit
+  def step(params, cache, encoded, enc, token):
+    out, mutated = model.apply({"params": params, "cache": cache}, encoded, enc, token, token,
+                               enable_dropout=False, decode=True, mutable=["cache"],
+                               method=model.decode)
+    return out, mutated["cache"]
+  return model, forward, encode, step
+
+
 @pytest.mark.parametrize("v11", [True, False], ids=["t5_v1_1_untied", "t5_original_tied"])
 def test_matches_hf_with_and_without_cache(tmp_path, v11):
   hf_model = _hf_model(tmp_path, v11=v11)
@@ -70,7 +88,7 @@ def test_matches_hf_with_and_without_cache(tmp_path, v11):
   assert cfg.vocab_size == 128
   assert cfg.logits_via_embedding == (not v11)
   assert cfg.mlp_activations == (("gelu", "linear") if v11 else ("relu",))
-  model = network.Transformer(cfg)
+  model, forward, encode, step = _jitted(cfg)
   enc, dec_in, targets = _inputs()
   hf_encoded, hf_logits = _hf_outputs(hf_model, enc, dec_in)
 
@@ -81,12 +99,11 @@ def test_matches_hf_with_and_without_cache(tmp_path, v11):
   assert jax.tree_util.tree_map(lambda s: s.shape, init_shapes) == \
       jax.tree_util.tree_map(lambda a: a.shape, params)
 
-  variables = {"params": params}
-  encoded = model.apply(variables, enc, enable_dropout=False, method=model.encode)
+  encoded = encode(params, enc)
   valid = enc > 0
   np.testing.assert_allclose(np.asarray(encoded)[valid], hf_encoded[valid], atol=TOL, rtol=TOL)
 
-  logits = np.asarray(model.apply(variables, enc, dec_in, targets, enable_dropout=False))
+  logits = np.asarray(forward(params, enc, dec_in, targets))
   assert logits.dtype == np.float32 and logits.shape == (3, 7, 128)
   np.testing.assert_allclose(logits[..., :HF_VOCAB], hf_logits, atol=TOL, rtol=TOL)
   if v11:  # zero rows of the padded head give logit 0
@@ -94,17 +111,9 @@ def test_matches_hf_with_and_without_cache(tmp_path, v11):
 
   # Step by step with the KV cache, one jitted step function.
   cache = network.init_cache(model, 3, dec_in.shape[1], enc.shape[1])
-
-  @jax.jit
-  def step(cache, token):
-    out, mutated = model.apply({"params": params, "cache": cache}, encoded, enc, token, token,
-                               enable_dropout=False, decode=True, mutable=["cache"],
-                               method=model.decode)
-    return out, mutated["cache"]
-
   stepped = []
   for t in range(dec_in.shape[1]):
-    out, cache = step(cache, dec_in[:, t:t + 1])
+    out, cache = step(params, cache, encoded, enc, dec_in[:, t:t + 1])
     stepped.append(np.asarray(out))
   stepped = np.concatenate(stepped, axis=1)
   np.testing.assert_allclose(stepped, logits, atol=1e-5, rtol=1e-5)
@@ -116,23 +125,20 @@ def test_greedy_generation_matches_hf_generate(tmp_path):
   # (HF generate with its cache needs num_decoder_layers == num_layers; use_cache=False.)
   hf_model = _hf_model(tmp_path, v11=True, seed=3)
   cfg, params, _ = hf_convert.load_hf_checkpoint(tmp_path)
-  model = network.Transformer(cfg)
+  model, _, encode, step = _jitted(cfg)
   enc, _, _ = _inputs()
-  steps = 6
+  steps = 7
   with torch.no_grad():
     hf_tokens = hf_model.generate(input_ids=torch.tensor(enc, dtype=torch.long),
                                   attention_mask=torch.tensor(enc > 0, dtype=torch.long),
                                   max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
                                   num_beams=1, use_cache=False).numpy()[:, 1:]
-  encoded = model.apply({"params": params}, enc, enable_dropout=False, method=model.encode)
+  encoded = encode(params, enc)
   cache = network.init_cache(model, 3, steps, enc.shape[1])
   token = jnp.zeros((3, 1), jnp.int32)
   ours = []
   for _ in range(steps):
-    logits, mutated = model.apply({"params": params, "cache": cache}, encoded, enc, token, token,
-                                  enable_dropout=False, decode=True, mutable=["cache"],
-                                  method=model.decode)
-    cache = mutated["cache"]
+    logits, cache = step(params, cache, encoded, enc, token)
     # HF forbids EOS before min_new_tokens and never picks padded vocabulary rows.
     step_logits = logits[:, 0, :HF_VOCAB].at[:, 1].set(-jnp.inf)
     token = jnp.argmax(step_logits, axis=-1)[:, None].astype(jnp.int32)
@@ -240,8 +246,7 @@ def test_load_pretrained_resizes_vocabulary_for_new_tokens(tmp_path):
   # Logits of the checkpoint's own tokens are unchanged.
   enc, dec_in, targets = _inputs()
   _, hf_logits = _hf_outputs(hf_model, enc, dec_in)
-  logits = network.Transformer(cfg).apply({"params": params}, enc, dec_in, targets,
-                                          enable_dropout=False)
+  logits = _jitted(cfg)[1](params, enc, dec_in, targets)
   np.testing.assert_allclose(np.asarray(logits)[..., :HF_VOCAB], hf_logits, atol=TOL, rtol=TOL)
   # Deterministic in the seed.
   _, again, _ = builder.load_pretrained(block, vocab_size=HF_VOCAB + 150, seed=1)
