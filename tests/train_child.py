@@ -5,9 +5,9 @@
 Trains the synthetic task (tests/train_tasks.py) through the public
 `trainer.train`, resuming from WORKDIR's latest checkpoint. With PAUSE_AT_STEP
 it prints "PAUSED <step>" after dispatching that step (once an earlier
-checkpoint is complete on disk) and sleeps until the parent SIGKILLs it. Otherwise it writes OUT.npz: the per-step metrics of the
-steps it ran (history/<name>), first_step, and every final parameter
-(params/<path>).
+checkpoint is complete on disk) and sleeps until the parent SIGKILLs it.
+Otherwise it writes OUT.npz: the per-step metrics of the steps it ran
+(history/<name>), first_step, and every final parameter (params/<path>).
 """
 
 import os

@@ -179,10 +179,10 @@ def main(argv):
   print("| size | params | ours ex/s | ours tok/s | HF ex/s | HF tok/s | speedup |")
   print("|---|---|---|---|---|---|---|")
   for size, r in results.items():
-    hf = r.get("hf", {})
+    hf, nan = r.get("hf", {}), float("nan")
     print(f"| {size} | {r['ours']['params'] / 1e6:.2f}M | {r['ours']['examples_per_sec']:.1f} | "
-          f"{r['ours']['tokens_per_sec']:.0f} | {hf.get('examples_per_sec', float('nan')):.1f} | "
-          f"{hf.get('tokens_per_sec', float('nan')):.0f} | {speedup.get(size, float('nan')):.2f}x |")
+          f"{r['ours']['tokens_per_sec']:.0f} | {hf.get('examples_per_sec', nan):.1f} | "
+          f"{hf.get('tokens_per_sec', nan):.0f} | {speedup.get(size, nan):.2f}x |")
   with open(_OUT.value, "w") as f:
     json.dump(report, f, indent=2)
   print(f"wrote {_OUT.value}")

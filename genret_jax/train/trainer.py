@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import linen as nn
@@ -69,7 +70,6 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module
   dtypes = {"float32": "float32", "bfloat16": "bfloat16"}
   if config.model.dtype not in dtypes:
     raise ConfigError("model.dtype", f"{config.model.dtype!r} is not float32 or bfloat16")
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   return network.Transformer(network.t5_config(
       config.model.size, vocab_size, dtype=jnp.dtype(config.model.dtype),
       dropout_rate=float(config.model.dropout_rate)))
@@ -98,7 +98,7 @@ class _Evaluator:
     for batch in self._batches:
       sums = self._step(params, input_pipeline.to_global(batch, self._sharding,
                                                          self._batch_size))
-      totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
+      totals = sums if totals is None else jax.tree_util.tree_map(jnp.add, totals, sums)
     t = {k: float(v) for k, v in jax.device_get(totals).items()}
     return {"eval_loss": t["cross_entropy"] / max(t["weight"], 1.0),
             "token_accuracy": t["correct"] / max(t["weight"], 1.0),
@@ -197,14 +197,13 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
     pending.clear()
     bad = metrics_log.first_non_finite(fetched, first)
     if bad is not None:
-      ckpt.wait()
-      ckpt.close()
-      logger.close()
       raise metrics_log.NonFiniteLossError(*bad, last_checkpoint=last_saved,
                                            checkpoint_dir=ckpt.directory)
     history.append(fetched)
     window.append(fetched)
 
+  log_every, eval_every = int(cfg.log_every), int(cfg.eval_every) if evaluator else 0
+  checkpoint_every = int(cfg.checkpoint_every)
   try:
     for step in range(start + 1, num_steps + 1):
       batch = input_pipeline.to_global(next(batches), sharding, batch_size)
@@ -213,9 +212,9 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
       for hook in hooks:
         hook(step)
       is_last = step == num_steps
-      do_log = step % cfg.log_every == 0 or is_last
-      do_eval = bool(evaluator) and (step % cfg.eval_every == 0 or is_last)
-      do_save = is_last or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+      do_log = step % log_every == 0 or is_last
+      do_eval = bool(eval_every) and (step % eval_every == 0 or is_last)
+      do_save = is_last or bool(checkpoint_every and step % checkpoint_every == 0)
       if do_log or do_eval or do_save:
         flush(step)
       if do_log:
@@ -228,8 +227,8 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
         position["batches_consumed"] = step
         ckpt.save(step, state, position, metrics=eval_metrics if do_eval else None)
         last_saved = step
-    ckpt.wait()
   finally:
+    ckpt.wait()  # the last good checkpoint is complete on disk, even on an error
     ckpt.close()
     logger.close()
 
