@@ -102,7 +102,7 @@ def test_changed_config_rewrites_and_crash_keeps_old(tmp_path, monkeypatch, caps
 
 
 def test_crash_on_fresh_workdir_writes_nothing(tmp_path, monkeypatch):
-  monkeypatch.setattr(prepared, "write_events", lambda *a, **k: 1 / 0)
+  monkeypatch.setattr(prepared, "write_event_shard", lambda *a, **k: 1 / 0)
   with pytest.raises(ZeroDivisionError):
     prepare.prepare(tiny_config(), str(tmp_path))
   assert os.listdir(tmp_path) == []

@@ -150,7 +150,7 @@ def _columns(events: Events, split: np.ndarray, hist: dict, ranks: np.ndarray,
 
 
 def write_prepared(catalog: Catalog, events: Events, config: ml_collections.ConfigDict,
-                   out: str, examples_per_shard: int = 50_000, verbose: bool = True) -> str:
+                   out: str, examples_per_shard: int = 20_000, verbose: bool = True) -> str:
   """Builds the prepared dataset from canonical tables into `out` (atomically)."""
   t0 = time.time()
   seed = int(config.data.seed)
@@ -170,9 +170,13 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     timeline = np.lexsort((np.arange(events.num_events), events.timestamp, events.user))
     for s, split_name in enumerate(SPLIT_NAMES):
       index = timeline[split[timeline] == s]
-      columns = _columns(events, split, hist, ranks, eval_events, negatives, index)
-      names += prepared_lib.write_events(tmp, split_name, columns, events.user[index],
-                                         examples_per_shard)
+      cuts = prepared_lib.shard_bounds(events.user[index], examples_per_shard)
+      for shard in range(len(cuts) - 1):   # one shard's columns in memory at a time
+        name = prepared_lib.shard_name(split_name, shard, len(cuts) - 1)
+        columns = _columns(events, split, hist, ranks, eval_events, negatives,
+                           index[cuts[shard]:cuts[shard + 1]])
+        prepared_lib.write_event_shard(os.path.join(tmp, name), columns)
+        names.append(name)
     counts = np.zeros((len(BEHAVIOURS), catalog.num_items), np.int64)
     train = split == TRAIN
     np.add.at(counts, (events.behaviour[train].astype(np.int64), events.item[train]), 1)

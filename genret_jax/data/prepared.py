@@ -114,20 +114,11 @@ def _example(features: dict[str, tuple[str, list]]) -> bytes:
   return ex.SerializeToString()
 
 
-def write_events(directory: str, split_name: str, columns: dict, user_of_row: np.ndarray,
-                 examples_per_shard: int) -> list[str]:
-  """Writes one split's event Examples; shards end at user boundaries.
-
-  Args:
-    columns: EVENT_FEATURES name -> python list of per-row scalars, or for ragged
-      features (flat python list of values, int64[R + 1] row offsets).
-    user_of_row: int[R] user of each row (rows sorted by user).
-  Returns:
-    the file names written.
-  """
+def shard_bounds(user_of_row: np.ndarray, examples_per_shard: int) -> list[int]:
+  """Row offsets [0, ..., R] cutting rows (sorted by user) into about equal shards of at
+  most ~examples_per_shard rows, each cut at a user boundary (empty shards possible)."""
   n = len(user_of_row)
   num_shards = max(1, -(-n // examples_per_shard))
-  # Cut points: the first row of a user at or after each even cut.
   cuts = [0]
   for s in range(1, num_shards):
     c = s * n // num_shards
@@ -135,20 +126,27 @@ def write_events(directory: str, split_name: str, columns: dict, user_of_row: np
       c += 1
     cuts.append(max(c, cuts[-1]))
   cuts.append(n)
+  return cuts
+
+
+def write_event_shard(path: str, columns: dict) -> None:
+  """Writes one shard of event Examples.
+
+  Args:
+    path: the shard file.
+    columns: EVENT_FEATURES name -> python list of per-row scalars, or for ragged
+      features (flat python list of values, int64[R + 1] row offsets).
+  """
   kinds = {k: "bytes" if v.dtype == tf.string else "int" for k, v in EVENT_FEATURES.items()}
   ragged = {k: (columns[k][0], columns[k][1].tolist()) for k, v in EVENT_FEATURES.items()
             if isinstance(v, tf.io.RaggedFeature)}
   scalar = {k: columns[k] for k in EVENT_FEATURES if k not in ragged}
-  names = []
-  for s in range(num_shards):
-    name = shard_name(split_name, s, num_shards)
-    names.append(name)
-    with tf.io.TFRecordWriter(os.path.join(directory, name)) as w:
-      for r in range(cuts[s], cuts[s + 1]):
-        feats = {k: (kinds[k], [v[r]]) for k, v in scalar.items()}
-        feats.update({k: (kinds[k], flat[off[r]:off[r + 1]]) for k, (flat, off) in ragged.items()})
-        w.write(_example(feats))
-  return names
+  rows = len(columns["event"])
+  with tf.io.TFRecordWriter(path) as w:
+    for r in range(rows):
+      feats = {k: (kinds[k], [v[r]]) for k, v in scalar.items()}
+      feats.update({k: (kinds[k], flat[off[r]:off[r + 1]]) for k, (flat, off) in ragged.items()})
+      w.write(_example(feats))
 
 
 def write_items(directory: str, catalog: Catalog, texts: list[str]) -> list[str]:
