@@ -131,3 +131,15 @@ def test_sample_candidates_covers_every_eval_event():
   # Search negatives are BM25-hard: the "red item" texts come first.
   assert (neg[search_rows][:, :60] % 3 == 0).all()
   assert (neg != ev.item[eval_events, None]).all()
+
+
+def test_top_k_matches_a_full_lexsort():
+  """The O(N) top-k equals sorting everything by (score desc, tie-break asc)."""
+  rng = np.random.default_rng(0)
+  for _ in range(200):
+    n = int(rng.integers(101, 400))
+    scores = rng.integers(0, rng.integers(1, 6), n) * rng.choice([1.0, 0.37])
+    tiebreak = rng.permutation(n)
+    expected = np.lexsort((tiebreak, -scores))[:100]
+    np.testing.assert_array_equal(
+        negatives._top_k(scores, tiebreak, np.argsort(tiebreak), 100), expected)

@@ -148,14 +148,26 @@ def search_negatives(item_texts: list[str], queries: np.ndarray, target_items: n
   tokens = bm25s.tokenize(list(distinct), stopwords="en", show_progress=False,
                           return_ids=False)
   tiebreak = np.random.default_rng(seed).permutation(num_items)
+  by_tiebreak = np.argsort(tiebreak)            # items in tie-breaking order
   top = np.empty((len(distinct), num_negatives + 1), np.int64)
   for q, words in enumerate(tokens):
-    scores = retriever.get_scores(words) if words else np.zeros(num_items)
-    top[q] = np.lexsort((tiebreak, -np.asarray(scores, np.float64)))[:num_negatives + 1]
+    scores = np.asarray(retriever.get_scores(words) if words else np.zeros(num_items),
+                        np.float64)
+    top[q] = _top_k(scores, tiebreak, by_tiebreak, num_negatives + 1)
   ranked = top[inverse]                                     # [R, n + 1]
   keep = ranked != np.asarray(target_items, np.int64)[:, None]
   pick = np.argsort(~keep, axis=1, kind="stable")[:, :num_negatives]
   return np.take_along_axis(ranked, pick, axis=1).astype(np.int32)
+
+
+def _top_k(scores: np.ndarray, tiebreak: np.ndarray, by_tiebreak: np.ndarray, k: int
+           ) -> np.ndarray:
+  """int64[k]: items by (score desc, tiebreak asc), in O(num_items) (no full sort)."""
+  boundary = np.partition(scores, len(scores) - k)[len(scores) - k]   # k-th largest score
+  above = np.flatnonzero(scores > boundary)
+  above = above[np.lexsort((tiebreak[above], -scores[above]))]
+  ties = by_tiebreak[scores[by_tiebreak] == boundary][:k - len(above)]
+  return np.concatenate([above, ties])
 
 
 def sample_candidates(events: Events, split: np.ndarray, item_texts: list[str], seed: int,
