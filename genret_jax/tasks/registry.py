@@ -5,8 +5,8 @@ mixtures, where `data` is the prepared dataset's content hash and `h` hashes
 the ID tables and the tasks config; registering the same again replaces them.
 
 Splits: `train` (each TRAIN event is a target, with its history), `validation`
-and `test` (the VALID / TEST events, history = the events strictly before
-them). Event tasks also emit `target_item`, `user`, `event`, `candidates`
+and `test` (the VALID / TEST events); a history is the user's last
+`data.max_history` events with a strictly earlier timestamp. Event tasks also emit `target_item`, `user`, `event`, `candidates`
 (int32[100] for evaluation: target + 99 negatives, [] in train) and
 `history_length`; mixtures and the feature converters drop them.
 """
