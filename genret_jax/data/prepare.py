@@ -11,7 +11,6 @@ config.vocab) is reused.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -227,8 +226,6 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
     print(stats_lib.format_table(str(config.data.source), manifest["counts"]))
     print(f"reusing prepared dataset {out} (same config hash {manifest['config_hash'][:12]})")
     return out
-  for stale in glob.glob(os.path.join(workdir, f".{PREPARED}.tmp-*")):
-    shutil.rmtree(stale, ignore_errors=True)
   from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
   t0 = time.time()
   catalog, events = load_raw(config.data)
