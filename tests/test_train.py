@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from tests import train_tasks
-from genret_jax.errors import ConfigError
+from genret_jax.errors import ConfigError, GenRetError
 from genret_jax.model import network, partitioning
-from genret_jax.train import checkpoints, input_pipeline, losses, metrics_log, optim, trainer
+from genret_jax.train import checkpoints, hf_init, input_pipeline, losses, metrics_log, optim
+from genret_jax.train import trainer
 from genret_jax.train import state as state_lib
 
 train_tasks.use_compilation_cache()
@@ -132,6 +133,7 @@ def test_one_device_and_2x4_mesh_give_the_same_steps(tmp_path):
   assert emb.sharding.spec[0] == "model" and len(emb.sharding.device_set) == 8
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_matches_the_full_batch(tmp_path):
   devices = jax.devices()[:1]
   model = network.Transformer(network.t5_config("tiny", train_tasks.VOCAB_SIZE,
@@ -275,3 +277,57 @@ def test_build_model_reads_the_compute_dtype():
   config.model.dtype = "float16"
   with pytest.raises(ConfigError, match="model.dtype"):
     trainer.build_model(config, train_tasks.VOCAB_SIZE)
+
+
+def test_input_errors():
+  lengths = {"inputs": 16, "targets": 8}
+  sharding = partitioning.data_sharding(partitioning.make_mesh(train_tasks.config().mesh))
+  with pytest.raises(GenRetError, match="'no_such_mixture' is not registered"):
+    input_pipeline.shard_dataset("no_such_mixture", lengths, split="train", shard=0, shards=1,
+                                 rows=8, seed=0, pack=True, repeat=True, drop_remainder=True)
+  empty = input_pipeline.train_batches(TASK, lengths, split="empty", seed=0, batch_size=8,
+                                       shards=1, sharding=sharding, pack=True, start_step=5)
+  with pytest.raises(GenRetError, match="input ended at step 5: a shard of 1 yields no full"):
+    next(empty)
+  with pytest.raises(GenRetError, match="split 'empty' has no examples to evaluate"):
+    input_pipeline.eval_batches(TASK, lengths, split="empty", batch_size=8, shards=1,
+                                sharding=sharding, max_batches=0)
+
+
+def test_eval_batches_pad_the_last_batch_with_zero_rows():
+  lengths = {"inputs": 16, "targets": 8}
+  sharding = partitioning.data_sharding(partitioning.make_mesh(train_tasks.config().mesh))
+  batches = input_pipeline.eval_batches(TASK, lengths, split="validation", batch_size=8,
+                                        shards=2, sharding=sharding, max_batches=0)
+  # 20 examples in 2 shards of 10, 4 rows per shard and batch: 3 batches.
+  assert len(batches) == 3
+  weights = np.stack([b["decoder_loss_weights"] for b in batches])   # [3, 8, 8]
+  rows_with_target = weights.sum(-1) > 0
+  assert rows_with_target.sum() == 20
+  np.testing.assert_array_equal(rows_with_target[2], [1, 1, 0, 0, 1, 1, 0, 0])
+
+
+def test_evaluate_without_a_checkpoint_fails(tmp_path):
+  with pytest.raises(GenRetError, match="no checkpoint in .*train first"):
+    trainer.evaluate(train_tasks.config(), str(tmp_path), task_or_mixture=TASK,
+                     vocab_size=train_tasks.VOCAB_SIZE)
+
+
+def test_hf_checkpoint_init_grows_the_vocabulary(tmp_path):
+  transformers = pytest.importorskip("transformers")
+  hf = transformers.T5ForConditionalGeneration(transformers.T5Config(
+      vocab_size=150, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+      feed_forward_proj="gated-gelu", tie_word_embeddings=False))
+  hf.save_pretrained(str(tmp_path))
+  config = train_tasks.config()
+  config.model.hf_checkpoint = str(tmp_path)
+  model, params = hf_init.load(config, vocab_size=300)
+  assert model.config.vocab_size == 384 and model.config.emb_dim == 32
+  emb = params["token_embedder"]["embedding"]
+  assert emb.shape == (384, 32)
+  np.testing.assert_array_equal(emb[:150], hf.shared.weight.detach().numpy())
+  assert np.all(emb[150:256] == 0)            # the checkpoint's own padding rows stay zero
+  assert 0.7 < emb[256:].std() < 1.3          # new rows ~ N(0, 1)
+  assert params["decoder"]["logits_dense"]["kernel"].shape == (32, 384)
+  with pytest.raises(ConfigError, match="model.hf_checkpoint"):
+    hf_init.load(config, vocab_size=100)

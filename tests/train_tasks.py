@@ -18,7 +18,7 @@ import tensorflow as tf
 
 VOCAB_SIZE = 64
 TASK = "train_test_synthetic"
-NUM_EXAMPLES = {"train": 96, "validation": 20}
+NUM_EXAMPLES = {"train": 96, "validation": 20, "empty": 0}
 _VOCAB = seqio.PassThroughVocabulary(size=VOCAB_SIZE, eos_id=1)
 _FEATURES = {"inputs": seqio.Feature(_VOCAB, add_eos=True, dtype=tf.int32),
              "targets": seqio.Feature(_VOCAB, add_eos=True, dtype=tf.int32)}
@@ -26,7 +26,7 @@ _FEATURES = {"inputs": seqio.Feature(_VOCAB, add_eos=True, dtype=tf.int32),
 
 def examples(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(inputs int32 [N, 12] zero-padded, lengths int32 [N], targets int32 [N, 3])."""
-  rng = np.random.default_rng({"train": 0, "validation": 1}[split])
+  rng = np.random.default_rng({"train": 0, "validation": 1, "empty": 2}[split])
   n = NUM_EXAMPLES[split]
   lengths = rng.integers(4, 13, n).astype(np.int32)
   tokens = rng.integers(2, VOCAB_SIZE, (n, 12)).astype(np.int32)
