@@ -87,7 +87,7 @@ def gensar_config() -> ml_collections.ConfigDict:
   c.latent_dim = 32           # per embedding; shared codebooks are 2x this
   c.hidden = (256, 128, 64)   # paper: (512, 256, 128, 64); CPU budget
   c.beta = 0.25
-  c.epochs = 60               # paper: 500
+  c.epochs = 40               # paper: 500
   c.batch_size = 1024
   c.learning_rate = 1e-3
   c.weight_decay = 1e-5

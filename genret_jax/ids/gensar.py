@@ -71,13 +71,24 @@ def resolve_collisions(prefix: np.ndarray, codes: np.ndarray, last_in: np.ndarra
   """
   codes = np.array(codes, np.int32)
   book = jnp.asarray(codebook, jnp.float32)
+  n = codes.shape[0]
+  # settled[i] = signature (smallest member, size) of the group item i was in
+  # when a re-assignment left that group unchanged; such a group, met again
+  # with the same members, is at a fixed point (the assignment is deterministic).
+  settled = np.full(n, -1, np.int64)
   done = 0
   for done in range(1, rounds + 1):
     inverse, counts = stats.group_index(np.concatenate([prefix, codes], axis=1))
     colliding = np.flatnonzero(counts[inverse] > 1)
-    if colliding.size == 0:
-      return codes, done - 1
     order = colliding[np.argsort(inverse[colliding], kind="stable")]
+    _, starts, sizes = np.unique(inverse[order], return_index=True, return_counts=True)
+    signature = np.repeat(np.minimum.reduceat(order, starts) * (n + 1) + sizes, sizes) \
+        if order.size else np.zeros(0, np.int64)
+    same = settled[order] == signature
+    live = ~np.repeat(np.logical_and.reduceat(same, starts), sizes) if order.size else same
+    if not live.any():
+      return codes, done - 1
+    order, signature = order[live], signature[live]
     _, starts, sizes = np.unique(inverse[order], return_index=True, return_counts=True)
     new_last = codes[order, -1].copy()
     # Groups are padded per power-of-two size bucket, so one large group does
@@ -96,8 +107,8 @@ def resolve_collisions(prefix: np.ndarray, codes: np.ndarray, last_in: np.ndarra
       new = np.asarray(km.sinkhorn_assign_groups(jnp.asarray(last_in[idx]), jnp.asarray(mask),
                                                  book, eps=eps, iters=iters))
       new_last[pos] = new[row, slot]
-    if np.array_equal(codes[order, -1], new_last):
-      return codes, done         # a fixed point: further rounds change nothing
+    unchanged = np.repeat(np.logical_and.reduceat(codes[order, -1] == new_last, starts), sizes)
+    settled[order] = np.where(unchanged, signature, -1)
     codes[order, -1] = new_last
   return codes, done
 

@@ -82,29 +82,28 @@ def _kmeans_plus_plus(key: jax.Array, x: jax.Array, k: int) -> jax.Array:
   return centers
 
 
-def _lloyd_step(x: jax.Array, centers: jax.Array, chunk: int):
-  """One Lloyd update; empty clusters move to the points farthest from their center."""
+def _lloyd_step(xc: jax.Array, mask: jax.Array, n: int, centers: jax.Array):
+  """One Lloyd update over pre-chunked points (xc float32[C, chunk, d], mask
+  bool[C, chunk]); empty clusters move to the points farthest from their center."""
   k = centers.shape[0]
-  n = x.shape[0]
-  xc, mask = _chunked(x, chunk)
 
   def body(carry, inputs):
     sums, counts = carry
     block, m = inputs
     d = sq_distances(block, centers)
     a = jnp.argmin(d, axis=1)
-    w = m.astype(x.dtype)
+    w = m.astype(xc.dtype)
     sums = sums + jax.ops.segment_sum(block * w[:, None], a, num_segments=k)
     counts = counts + jax.ops.segment_sum(w, a, num_segments=k)
     return (sums, counts), jnp.where(m, jnp.min(d, axis=1), -1.0)
 
-  init = (jnp.zeros_like(centers), jnp.zeros((k,), x.dtype))
+  init = (jnp.zeros_like(centers), jnp.zeros((k,), xc.dtype))
   (sums, counts), dist = jax.lax.scan(body, init, (xc, mask))
-  dist = dist.reshape(-1)[:n]
+  dist = dist.reshape(-1)                  # padding rows are -1: never the farthest
   empty = counts == 0
   far = jax.lax.top_k(dist, min(k, n))[1]
   rank = jnp.clip(jnp.cumsum(empty) - 1, 0, far.shape[0] - 1)
-  reseed = x[far[rank]]
+  reseed = xc.reshape(-1, xc.shape[-1])[far[rank]]
   new = jnp.where(empty[:, None], reseed, sums / jnp.maximum(counts, 1.0)[:, None])
   return new, jnp.sum(jnp.maximum(dist, 0.0)) / n
 
@@ -133,6 +132,7 @@ def kmeans(key: jax.Array, x: jax.Array, k: int, iters: int = 50, tol: float = 1
     seed_x = x
   centers = _kmeans_plus_plus(init_key, seed_x, k)
   scale = jnp.maximum(jnp.mean(jnp.var(x, axis=0)), 1e-12)
+  xc, mask = _chunked(x, chunk)              # padded once, outside the loop
 
   def cond(state):
     i, _, shift = state
@@ -140,7 +140,7 @@ def kmeans(key: jax.Array, x: jax.Array, k: int, iters: int = 50, tol: float = 1
 
   def body(state):
     i, centers, _ = state
-    new, _ = _lloyd_step(x, centers, chunk)
+    new, _ = _lloyd_step(xc, mask, n, centers)
     return i + 1, new, jnp.mean(jnp.sum((new - centers) ** 2, axis=1))
 
   iterations, centers, _ = jax.lax.while_loop(
