@@ -242,24 +242,20 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
   }
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture: str,
-             vocab_size: int) -> dict[str, float]:
-  """Eval loss, token accuracy and sequence accuracy of the latest checkpoint.
+def restore_params(config: ml_collections.ConfigDict, workdir: str, vocab_size: int,
+                   devices: Sequence[jax.Device] | None = None) -> tuple[nn.Module, Any, int]:
+  """(model, params, step) of the latest checkpoint in `workdir`.
 
-  Reads split `config.train.eval_split` of `task_or_mixture` (unpacked, one
-  epoch, `train.eval_batches` batches at most) and logs to
-  <workdir>/tensorboard/eval. Returns {"eval_loss", "token_accuracy",
-  "sequence_accuracy", "eval_tokens", "eval_examples", "step"}.
+  Params are sharded on the `config.mesh` mesh (over `devices`, default all)
+  by the model's logical axis rules; the model is the one `train` built (from
+  `model.hf_checkpoint` when set). Raises GenRetError when there is none.
   """
-  cfg = config.train
   model, _ = _model_and_init(config, vocab_size)
-  mesh, rules = _mesh_and_rules(config)
-  validate(config, mesh)
+  mesh, rules = _mesh_and_rules(config, devices)
   lengths = feature_lengths(config)
-  tx = optim.make_optimizer(cfg)
-  abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, lengths["inputs"],
-                                                  lengths["targets"])
-  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), cfg)
+  abstract, _ = state_lib.state_shardings(model, optim.make_optimizer(config.train), mesh,
+                                          rules, lengths["inputs"], lengths["targets"])
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), config.train)
   try:
     step = ckpt.latest_step()
     if step is None:
@@ -267,15 +263,33 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture
     state, _ = ckpt.restore(step, abstract)
   finally:
     ckpt.close()
+  return model, state.params, step
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture: str,
+             vocab_size: int) -> dict[str, float]:
+  """Eval loss, token accuracy and sequence accuracy of the latest checkpoint.
+
+  Reads split `config.train.eval_split` of `task_or_mixture` (unpacked, one
+  epoch, `train.eval_batches` batches at most) and logs to
+  <workdir>/tensorboard/eval. Returns {"eval_loss", "token_accuracy",
+  "sequence_accuracy", "eval_tokens", "eval_examples", "eval_seconds", "step"}.
+  """
+  cfg = config.train
+  mesh, rules = _mesh_and_rules(config)
+  validate(config, mesh)
+  model, params, step = restore_params(config, workdir, vocab_size)
+  param_shardings = jax.tree_util.tree_map(lambda x: x.sharding, params)
   shards = input_pipeline.num_input_shards(cfg.input_shards, int(cfg.batch_size))
-  evaluator = _Evaluator(model, mesh, rules, shardings.params, task_or_mixture, lengths,
-                         cfg.eval_split, int(cfg.batch_size), shards, int(cfg.eval_batches))
+  evaluator = _Evaluator(model, mesh, rules, param_shardings, task_or_mixture,
+                         feature_lengths(config), cfg.eval_split, int(cfg.batch_size), shards,
+                         int(cfg.eval_batches))
   started = time.perf_counter()
-  metrics = evaluator(state.params)
+  metrics = evaluator(params)
+  metrics["eval_seconds"] = time.perf_counter() - started
   logger = metrics_log.MetricsLogger(workdir, step, step)
   logger.eval(step, metrics)
   logger.close()
-  metrics["eval_seconds"] = time.perf_counter() - started
   return {**metrics, "step": step}
 
 
