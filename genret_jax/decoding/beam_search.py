@@ -99,43 +99,53 @@ def gather_beams(x: jax.Array, origin: jax.Array, batch: int, beams: int) -> jax
 
 
 def _select_topk(total: jax.Array, beams: int):
-  """Top-k over beams x width. total [B, K, W] -> scores, origin, flat idx."""
+  """Top-k over beams x width. total [B, Kin, W] -> scores, origin, flat idx [B, K]."""
   b, k, w = total.shape
   scores, idx = jax.lax.top_k(total.reshape(b, k * w), beams)
   return scores, idx // w, idx
 
 
 def _select_diverse(total: jax.Array, tokens: jax.Array, num_groups: int,
-                    penalty: float, vocab_size: int):
+                    penalty: float, vocab_size: int, beams: int):
   """Group beam search selection with a Hamming diversity penalty.
 
   Args:
-    total: float32[B, K, W] beam score + candidate log-prob (-inf invalid).
-    tokens: int32[B, K, W] candidate tokens.
+    total: float32[B, Kin, W] beam score + candidate log-prob (-inf invalid);
+      the Kin input beams form num_groups contiguous groups.
+    tokens: int32[B, Kin, W] candidate tokens.
+    beams: K output beams (K / num_groups per group).
   Returns:
-    scores [B, K] (penalised), origin [B, K], flat index into K*W [B, K].
+    scores [B, K] (penalised), origin [B, K] into Kin, flat index into Kin*W.
   """
-  b, k, w = total.shape
-  gs = k // num_groups
-  tot = total.reshape(b, num_groups, gs, w).transpose(1, 0, 2, 3)
-  tok = tokens.reshape(b, num_groups, gs, w).transpose(1, 0, 2, 3)
+  b, k_in, w = total.shape
+  gi, go = k_in // num_groups, beams // num_groups
+  tot = total.reshape(b, num_groups, gi, w).transpose(1, 0, 2, 3)
+  tok = tokens.reshape(b, num_groups, gi, w).transpose(1, 0, 2, 3)
 
   def group(counts, xs):
     g, tot_g, tok_g = xs
-    pen = jnp.take_along_axis(counts, tok_g.reshape(b, gs * w), axis=1)
-    s, idx = jax.lax.top_k(tot_g.reshape(b, gs * w) - penalty * pen, gs)
-    chosen = jnp.take_along_axis(tok_g.reshape(b, gs * w), idx, axis=1)
+    pen = jnp.take_along_axis(counts, tok_g.reshape(b, gi * w), axis=1)
+    s, idx = jax.lax.top_k(tot_g.reshape(b, gi * w) - penalty * pen, go)
+    chosen = jnp.take_along_axis(tok_g.reshape(b, gi * w), idx, axis=1)
     alive = s > NEG_INF
     counts = jax.vmap(lambda c, t, a: c.at[t].add(a))(counts, chosen,
                                                       alive.astype(counts.dtype))
-    origin = g * gs + idx // w
+    origin = g * gi + idx // w
     return counts, (s, origin, origin * w + idx % w)
 
   counts = jnp.zeros((b, vocab_size), jnp.float32)
   _, (s, origin, flat) = jax.lax.scan(
       group, counts, (jnp.arange(num_groups), tot, tok))
-  fix = lambda a: a.transpose(1, 0, 2).reshape(b, k)
+  fix = lambda a: a.transpose(1, 0, 2).reshape(b, beams)
   return fix(s), fix(origin), fix(flat)
+
+
+def _pad_width(x: jax.Array, width: int, fill) -> jax.Array:
+  """Pads the last axis of x up to `width` with `fill`."""
+  if x.shape[-1] >= width:
+    return x
+  pad = [(0, 0)] * (x.ndim - 1) + [(0, width - x.shape[-1])]
+  return jnp.pad(x, pad, constant_values=fill)
 
 
 def _expand_items(constraint, leaves, scores, num_results: int):
@@ -195,34 +205,49 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, constraint, *,
   nodes = jnp.zeros((b, k), jnp.int32)
   seqs = jnp.zeros((b, k, steps), jnp.int32)
   cur = jnp.zeros((b * k,), jnp.int32)
+  gs = k // num_groups
   for t in range(steps):
     logits, cache = tokens_to_logits(DecodingState(t, cur, seqs.reshape(b * k, steps),
                                                    cache))
     vocab = logits.shape[-1]
     lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(b, k, vocab)
+    # Until the first free choice (step p) only the first beam of each group is
+    # alive: expand just those (statically known), not K beams of -inf.
+    live = jnp.arange(num_groups) * gs if t <= p else None
+    sub = (lambda a: a[:, live]) if t <= p else (lambda a: a)
+    l_nodes, l_lp, l_scores, l_logp = sub(nodes), sub(lp), sub(scores), sub(logp)
+    k_in = l_nodes.shape[1]
     if t < p:
-      tokens = jnp.full((b, k, 1), prefix[t], jnp.int32)
-      child = nodes[..., None]
-      cand = lp[..., prefix[t]][..., None]
+      tokens = jnp.full((b, k_in, 1), prefix[t], jnp.int32)
+      child = l_nodes[..., None]
+      cand = l_lp[..., prefix[t]][..., None]
     elif not constrained:
-      tokens = jnp.broadcast_to(jnp.arange(vocab, dtype=jnp.int32), (b, k, vocab))
+      tokens = jnp.broadcast_to(jnp.arange(vocab, dtype=jnp.int32), (b, k_in, vocab))
       child = None
-      cand = lp
+      cand = l_lp
     else:
-      tokens, child, cand = levels[t - p].score(nodes, lp)
+      tokens, child, cand = levels[t - p].score(l_nodes, l_lp)
+    # every group must see at least as many candidates as it keeps beams.
+    width = -(-gs // (k_in // num_groups))
+    cand = _pad_width(cand, width, NEG_INF)
+    tokens = _pad_width(tokens, width, 0)
+    child = None if child is None else _pad_width(child, width, 0)
     w = cand.shape[-1]
     if num_groups > 1:
-      scores, origin, flat = _select_diverse(scores[..., None] + cand, tokens,
-                                             num_groups, diversity_penalty, vocab)
+      scores, origin, flat = _select_diverse(l_scores[..., None] + cand, tokens,
+                                             num_groups, diversity_penalty, vocab, k)
     else:
-      scores, origin, flat = _select_topk(scores[..., None] + cand, k)
+      scores, origin, flat = _select_topk(l_scores[..., None] + cand, k)
     alive = scores > NEG_INF
-    pick = lambda a: jnp.take_along_axis(
-        jnp.broadcast_to(a, (b, k, w)).reshape(b, k * w), flat, axis=1)
-    new_tok = (flat % w).astype(jnp.int32) if child is None else pick(tokens)
-    logp = jnp.where(alive, pick(logp[..., None] + cand), NEG_INF)
+    pick = lambda a, w=w, k_in=k_in: jnp.take_along_axis(
+        jnp.broadcast_to(a, (b, k_in, w)).reshape(b, k_in * w), flat, axis=1)
+    new_tok = jnp.where(alive, (flat % w).astype(jnp.int32) if child is None
+                        else pick(tokens), 0)
+    logp = jnp.where(alive, pick(l_logp[..., None] + cand), NEG_INF)
     if child is not None:
       nodes = jnp.where(alive, pick(child), 0)
+    if live is not None:
+      origin = live[origin]
     seqs = jnp.take_along_axis(seqs, origin[..., None], axis=1).at[:, :, t].set(new_tok)
     cur = new_tok.reshape(b * k)
     if t + 1 < steps:
