@@ -2,16 +2,99 @@
 
 Each block's defaults live beside the code that reads them. ConfigDicts are
 locked, so `--config.foo=1` for a key that does not exist is an error.
+
+Job keys (read by genret_jax.pipeline):
+  models     comma list of 'label[:mixture[:key=value...]]' entries, one
+             generative model each (trained in workdir/models/<label>);
+             '' = one model of tasks.mixture. E.g. 'rec_only,search_only,joint'
+             or 'no_nsqp:gensar:tasks.rates.next_query=0'.
+  baselines  comma list of pop, bm25, sasrec.
+  analyses   comma list of h1, h2.
+  epochs     > 0: train.num_steps = ceil(epochs * training examples / batch);
+             0 = train.num_steps as set.
+  table      paper-table runs (configs/paper/*): see genret_jax.pipeline.tables.
+
+Scale (`--config.scale=smoke|cpu|paper`): `resolve` sets the sizes of that
+scale (SCALES) on every key still at its `cpu` default, so values a config
+file or a command-line override changes win over the scale.
+  smoke: seconds per job (tests).
+  cpu:   the defaults, sized for a 2-core CPU (each paper table < 2 hours).
+  paper: published settings (Flan-T5-base size, 5 epochs, batch 128, beam 30).
 """
+
+from __future__ import annotations
 
 import ml_collections
 
 from genret_jax.data import config as data_config
 from genret_jax.decoding import config as decoding_config
+from genret_jax.errors import ConfigError
 from genret_jax.ids import config as ids_config
 from genret_jax.model import config as model_config
 from genret_jax.tasks import config as tasks_config
 from genret_jax.train import config as train_config
+
+SCALE_NAMES = ("smoke", "cpu", "paper")
+
+SCALES: dict[str, dict[str, object]] = {
+    "smoke": {
+        "data.simulator.num_items": 160, "data.simulator.num_users": 100,
+        "data.simulator.events_per_user": 8, "data.simulator.num_clusters": 8,
+        "vocab.sp_vocab_size": 400, "tasks.max_input_length": 64,
+        "ids.semantic.dim": 16, "ids.sasrec.dim": 16, "ids.sasrec.epochs": 2,
+        "ids.sasrec.eval_every": 1,
+        "ids.rq_kmeans.codebook_size": 8, "ids.rq_kmeans.iterations": 5,
+        "ids.rq_vae.codebook_size": 8, "ids.rq_vae.epochs": 4, "ids.rq_vae.hidden": (32,),
+        "ids.rq_vae.latent_dim": 8, "ids.rq_vae.reseed_every": 2,
+        "ids.gensar.codebook_size": 8, "ids.gensar.epochs": 4, "ids.gensar.hidden": (32,),
+        "ids.gensar.latent_dim": 8, "ids.gensar.eval_every": 2,
+        "ids.gensar.collision_rounds": 2,
+        "train.num_steps": 12, "train.batch_size": 16, "train.warmup_steps": 2,
+        "train.log_every": 6, "train.checkpoint_every": 0,
+        "decode.beam_size": 10, "decode.num_groups": 10,
+        "eval.ks": (1, 5, 10),
+        "analysis.tsne_items": 60, "analysis.tsne_iter": 250,
+    },
+    "cpu": {},
+    "paper": {
+        "model.size": "base", "epochs": 5.0, "train.batch_size": 128,
+        "train.checkpoint_every": 1000, "train.log_every": 100,
+        "decode.beam_size": 30, "decode.num_groups": 30,
+        "ids.sasrec.epochs": 200, "ids.sasrec.eval_every": 20, "ids.sasrec.max_len": 50,
+        "ids.rq_vae.epochs": 500, "ids.gensar.epochs": 500, "ids.rq_kmeans.iterations": 100,
+        "analysis.tsne_items": 2000,
+    },
+}
+
+
+def analysis_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.h1_top_k = 1              # predicted items per query counted by H1
+  c.h2_k = 10                 # neighbours per item compared by H2
+  c.tsne_items = 1000         # items in the H2 t-SNE plot
+  c.tsne_iter = 1000          # t-SNE optimisation steps (>= 250)
+  return c
+
+
+def table_config() -> ml_collections.ConfigDict:
+  """A paper table: rows = the job's models and baselines, columns = datasets x metrics."""
+  c = ml_collections.ConfigDict()
+  c.kind = ""                 # '' = a single job | table | sweep
+  c.title = ""
+  c.datasets = "simulated"    # comma list: simulated, ml-latest-small, amazon-beauty, lastfm-2k
+  c.data_root = ""            # folder of the real datasets; '' = $GENRET_DATA or ../shared/data
+  c.seeds = 1                 # seeds 0 .. seeds-1 (data split, negatives and training)
+  c.metrics = "rec/recall@30,search/recall@30"   # columns per dataset: task/metric
+  c.reference = "rec:Gen_R,search:Gen_S"         # task -> model the t-test compares with
+  c.compare = "Gen_R+S"       # models marked against the reference
+  # kind=sweep: one job per value of `knob` (a dotted config key) per seed;
+  # plots `metrics` vs the knob, one line per model.
+  c.knob = ""
+  c.values = ""               # comma list of knob values
+  # kind=table with `variants`: one job per variant, each a ';'-separated
+  # list of key=value overrides, its rows named '<model> <variant>'.
+  c.variants = ""             # comma list of 'name=key=value;key=value'
+  return c
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -19,6 +102,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.name = "joint"
   c.seed = 0
   c.scale = "cpu"             # smoke | cpu | paper
+  c.models = ""               # see the module docstring
+  c.baselines = ""
+  c.analyses = ""
+  c.epochs = 0.0
+  # Per-config sizes of each scale, applied after SCALES whatever the current
+  # value: ';'-separated key=value (e.g. paper: 'model.size=small').
+  c.scale_overrides = ml_collections.ConfigDict({s: "" for s in SCALE_NAMES})
+  c.analysis = analysis_config()
+  c.table = table_config()
   c.data = data_config.default_config()
   c.vocab = tasks_config.vocab_config()
   c.tasks = tasks_config.default_config()
@@ -29,3 +121,64 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.decode = decoding_config.default_config()
   c.eval = decoding_config.eval_config()
   return c
+
+
+def _get(c: ml_collections.ConfigDict, key: str):
+  for p in key.split("."):
+    c = c[p]
+  return c
+
+
+def _set(c: ml_collections.ConfigDict, key: str, value) -> None:
+  *head, last = key.split(".")
+  for p in head:
+    c = c[p]
+  c[last] = value
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A locked copy of `config` with the sizes of `config.scale` applied.
+
+  A scale size is applied to a key only while that key holds its `cpu`
+  (get_base_config) default. Raises ConfigError for an unknown scale or a
+  malformed job key.
+  """
+  if config.scale not in SCALE_NAMES:
+    raise ConfigError("scale", f"{config.scale!r} is not one of {SCALE_NAMES}")
+  out = ml_collections.ConfigDict(config.to_dict())
+  base = get_base_config()
+  for key, value in SCALES[config.scale].items():
+    if _get(out, key) == _get(base, key):
+      _set(out, key, value)
+  from genret_jax.pipeline import common  # pylint: disable=g-import-not-at-top
+  for item in str(out.scale_overrides[config.scale]).split(";"):
+    if item.strip():
+      if "=" not in item:
+        raise ConfigError(f"scale_overrides.{config.scale}", f"{item!r} is not key=value")
+      key, value = item.split("=", 1)
+      common.set_dotted(out, key.strip(), value.strip(), f"scale_overrides.{config.scale}")
+  validate(out)
+  out.lock()
+  return out
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks the job keys; each block's own keys are checked by its module."""
+  from genret_jax.pipeline import analyze, baselines, common  # pylint: disable=g-import-not-at-top
+  for entry in common.model_entries(config):
+    common.model_config(config, entry)
+  labels = [common.parse_model(e)[0] for e in common.model_entries(config)]
+  if len(set(labels)) != len(labels):
+    raise ConfigError("models", f"duplicate model labels in {labels}")
+  baselines.names(config)
+  analyze.names(config)
+  if config.epochs < 0:
+    raise ConfigError("epochs", f"must be >= 0, got {config.epochs}")
+  decoding_config.validate(config.decode, config.eval)
+  t = config.table
+  if t.kind not in ("", "table", "sweep"):
+    raise ConfigError("table.kind", f"{t.kind!r} is not '', 'table' or 'sweep'")
+  if t.kind and t.seeds < 1:
+    raise ConfigError("table.seeds", f"must be >= 1, got {t.seeds}")
+  if t.kind == "sweep" and (not t.knob or not common.split_list(t.values)):
+    raise ConfigError("table.knob", "a sweep needs table.knob and table.values")

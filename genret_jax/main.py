@@ -20,7 +20,7 @@ from genret_jax.errors import GenRetError
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/joint.py", "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/genret", "Where everything is written.")
-_MODE = flags.DEFINE_enum("mode", "all", ["prepare", "ids", "train", "eval", "all"],
+_MODE = flags.DEFINE_enum("mode", "all", ["prepare", "ids", "train", "eval", "analyze", "report", "all"],
                           "Which step(s) to run.")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],

@@ -1,0 +1,80 @@
+"""Baselines on the TEST events of each task, written to `{workdir}/baselines.json`.
+
+  Pop_R / Pop_S: items ranked by their TRAIN rec / search counts, each scored
+    on both tasks (full ranking).
+  BM25: bm25s-style BM25 over the item texts, search task (full ranking).
+  SASRec: trained on TRAIN rec events (settings of `ids.sasrec`, selected on
+    VALID), rec task (full ranking).
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from genret_jax.errors import ConfigError
+from genret_jax.pipeline import common
+
+BASELINES = ("pop", "bm25", "sasrec")
+TASKS = {"rec": 0, "search": 1}   # task -> behaviour (REC, SEARCH)
+
+
+def names(config: ml_collections.ConfigDict) -> list[str]:
+  out = common.split_list(config.baselines)
+  bad = [b for b in out if b not in BASELINES]
+  if bad:
+    raise ConfigError("baselines", f"{bad} not in {BASELINES}")
+  return out
+
+
+def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """{model: {task: {metric: value}}} of `config.baselines` (stamped cache)."""
+  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
+  from genret_jax.data.splits import TEST  # pylint: disable=g-import-not-at-top
+  wanted = names(config)
+  if not wanted:
+    return {}
+  manifest = prepared.read_manifest(os.path.join(workdir, "prepared"))
+  if manifest is None:
+    raise ConfigError("workdir", f"{workdir}/prepared holds no prepared dataset")
+  ks = tuple(int(k) for k in config.eval.ks)
+  want = common.stamp(wanted, ks, config.ids.sasrec, config.seed, manifest.get("content_hash"))
+  path = os.path.join(workdir, "baselines.json")
+  cached = common.read_stamped(path, want)
+  if cached is not None:
+    common.log(f"baselines: reusing {path}")
+    return cached
+  ds = prepared.load(os.path.join(workdir, "prepared"))
+  ev, split, n = ds.events, ds.split, ds.catalog.num_items
+  test = {t: np.flatnonzero((split == TEST) & (ev.behaviour == b)) for t, b in TASKS.items()}
+  out: dict[str, dict] = {}
+  if "pop" in wanted:
+    from genret_jax.analysis import h1  # pylint: disable=g-import-not-at-top
+    from genret_jax.baselines import popularity  # pylint: disable=g-import-not-at-top
+    counts = h1.train_popularity(ev, split, n).astype(np.float64)
+    for name, row in (("Pop_R", 0), ("Pop_S", 1)):
+      out[name] = {t: popularity.evaluate(counts[row], ev.item[idx], ks)
+                   for t, idx in test.items() if idx.size}
+  if "bm25" in wanted and test["search"].size:
+    from genret_jax.baselines import bm25  # pylint: disable=g-import-not-at-top
+    idx = test["search"]
+    out["BM25"] = {"search": bm25.bm25_baseline(ds.catalog, list(ev.query[idx]), ev.item[idx],
+                                                ks, seed=int(config.seed))}
+  if "sasrec" in wanted and test["rec"].size:
+    from genret_jax.baselines import sasrec  # pylint: disable=g-import-not-at-top
+    s = config.ids.sasrec
+    res = sasrec.train_sasrec(ev, split, n, dim=int(s.dim), num_layers=int(s.num_layers),
+                              num_heads=int(s.num_heads), max_len=int(s.max_len),
+                              dropout=float(s.dropout), loss=str(s.loss), epochs=int(s.epochs),
+                              batch_size=int(s.batch_size), learning_rate=float(s.learning_rate),
+                              eval_every=int(s.eval_every), ks=ks, seed=int(config.seed))
+    out["SASRec"] = {"rec": {k: float(v) for k, v in res.test_metrics.items()}}
+  for name, tasks in out.items():
+    for t, m in tasks.items():
+      common.log(f"baseline {name} {t}: " + ", ".join(
+          f"{k}={v:.4f}" for k, v in m.items() if k.startswith(("recall@", "ndcg@"))))
+  if common.is_writer():
+    common.write_stamped(path, want, out)
+  return out

@@ -1,0 +1,159 @@
+"""Shared pieces of the main job: logging, stamps, barriers, per-model configs.
+
+A step is skipped when the stamp (a SHA-256 of every setting its output
+depends on) stored beside its output matches; otherwise it reruns and
+rewrites the output atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+
+from genret_jax.errors import ConfigError
+
+MODEL_NAMES = {"rec_only": "Gen_R", "search_only": "Gen_S", "joint": "Gen_R+S",
+               "gensar": "GenSAR"}
+# Keys that name what to run, not how a model is built / trained / evaluated.
+JOB_KEYS = ("name", "models", "baselines", "analyses", "table", "scale", "scale_overrides")
+
+
+def log(message: str) -> None:
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+def is_writer() -> bool:
+  """Only process 0 writes shared files (reports, plots, data)."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """All processes wait here (a no-op with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def stamp(*parts: Any) -> str:
+  """SHA-256 hex of the JSON of `parts` (ConfigDicts as dicts)."""
+  def plain(x):
+    if isinstance(x, ml_collections.ConfigDict):
+      return x.to_dict()
+    return x
+  text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
+def model_stamp(config: ml_collections.ConfigDict) -> str:
+  """Stamp of everything a trained model depends on (not the job lists)."""
+  d = config.to_dict()
+  for k in JOB_KEYS:
+    d.pop(k, None)
+  d.pop("analysis", None)
+  return stamp(d)
+
+
+def write_json(path: str, blob: Any) -> None:
+  """Atomic JSON write (tmp file + rename in the same folder)."""
+  os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp_")
+  with os.fdopen(fd, "w") as f:
+    json.dump(blob, f, indent=1, sort_keys=True)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def read_stamped(path: str, want: str) -> Any | None:
+  """The 'value' of a `write_stamped` file when its stamp is `want`, else None."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      blob = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return blob.get("value") if blob.get("stamp") == want else None
+
+
+def write_stamped(path: str, want: str, value: Any) -> None:
+  write_json(path, {"stamp": want, "value": value})
+
+
+def split_list(text: str) -> list[str]:
+  return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def set_dotted(config: ml_collections.ConfigDict, key: str, text: str, where: str) -> None:
+  node = config
+  parts = key.split(".")
+  for p in parts[:-1]:
+    if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+      raise ConfigError(where, f"{key!r} is not a config key")
+    node = node[p]
+  if parts[-1] not in node:
+    raise ConfigError(where, f"{key!r} is not a config key")
+  old = node[parts[-1]]
+  try:
+    if isinstance(old, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      value = text.lower() in ("true", "1")
+    elif isinstance(old, (int, float, str)):
+      value = type(old)(text)
+    elif isinstance(old, tuple):
+      value = tuple(type(old[0])(v) if old else v for v in text.split("/") if v)
+    else:
+      raise ValueError(f"cannot override a {type(old).__name__}")
+  except ValueError as e:
+    raise ConfigError(where, f"{key}={text!r}: {e}") from None
+  node[parts[-1]] = value
+
+
+def parse_model(entry: str) -> tuple[str, str, list[tuple[str, str]]]:
+  """'label[:mixture[:key=value...]]' -> (label, mixture, [(key, value)])."""
+  parts = entry.split(":")
+  label = parts[0]
+  mixture = parts[1] if len(parts) > 1 and parts[1] else label
+  overrides = []
+  for p in parts[2:]:
+    if "=" not in p:
+      raise ConfigError("models", f"{entry!r}: override {p!r} is not key=value")
+    k, v = p.split("=", 1)
+    overrides.append((k.strip(), v.strip()))
+  return label, mixture, overrides
+
+
+def model_entries(config: ml_collections.ConfigDict) -> list[str]:
+  """The `models` entries; '' = the one model of `tasks.mixture`."""
+  return split_list(config.models) or [config.tasks.mixture]
+
+
+def model_config(config: ml_collections.ConfigDict, entry: str
+                 ) -> tuple[str, ml_collections.ConfigDict]:
+  """(label, config of one model): tasks.mixture and the entry's overrides set."""
+  from genret_jax.tasks.config import MIXTURES  # pylint: disable=g-import-not-at-top
+  label, mixture, overrides = parse_model(entry)
+  if mixture not in MIXTURES:
+    raise ConfigError("models", f"{entry!r}: mixture {mixture!r} is not one of {MIXTURES}")
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.tasks.mixture = mixture
+  c.name = label
+  for k, v in overrides:
+    set_dotted(c, k, v, "models")
+  c.lock()
+  return label, c
+
+
+def display_name(label: str) -> str:
+  return MODEL_NAMES.get(label, label)
+
+
+def model_dir(workdir: str, label: str) -> str:
+  return os.path.join(workdir, "models", label)

@@ -1,0 +1,254 @@
+"""prepare -> ids -> train -> eval of the generative models.
+
+Every model of `config.models` trains in `{workdir}/models/<label>/` on the
+shared `{workdir}/prepared` data and `{workdir}/ids` identifiers. Eval writes
+`{workdir}/models/<label>/eval.json` (metrics per task, stamped with the
+model config and checkpoint step) and `predictions_<task>.npz` (items
+int32[Q, R] ranked, -1 padded; targets int32[Q]) for the analyses.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+
+from genret_jax.errors import ConfigError
+from genret_jax.pipeline import common
+
+
+def prepared_path(workdir: str) -> str:
+  return os.path.join(workdir, "prepared")
+
+
+def run_prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """Process 0 writes the prepared dataset; the others wait, then read it."""
+  from genret_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  path = prepared_path(workdir)
+  if common.is_writer():
+    path = prepare.prepare(config, workdir)
+  common.barrier("genret_prepare")
+  return path
+
+
+def _manifest(workdir: str) -> dict:
+  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
+  path = prepared_path(workdir)
+  manifest = prepared.read_manifest(path)
+  if manifest is None:
+    raise ConfigError("workdir", f"{path} holds no prepared dataset; run --mode=prepare")
+  return manifest
+
+
+def ids_stamp(config: ml_collections.ConfigDict, workdir: str) -> str:
+  return common.stamp({"ids": config.ids, "data": _manifest(workdir).get("content_hash")})
+
+
+def run_ids(config: ml_collections.ConfigDict, workdir: str):
+  """Builds (process 0) or reuses the identifiers of config.ids.scheme."""
+  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
+  from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
+  stamp_path = os.path.join(workdir, "ids", config.ids.scheme, "stamp")
+  want = ids_stamp(config, workdir)
+  done = os.path.exists(stamp_path) and open(stamp_path).read() == want
+  if done:
+    common.log(f"ids: reusing {os.path.dirname(stamp_path)} (same ids config and data)")
+  elif common.is_writer():
+    ds = prepared.load(prepared_path(workdir))
+    build.build_identifiers(config, ds.catalog, ds.events, ds.split, workdir)
+    with open(stamp_path, "w") as f:
+      f.write(want)
+  common.barrier("genret_ids")
+  return build.load_identifiers(workdir, config.ids.scheme)
+
+
+class Context:
+  """Per-job caches: identifiers and the registered tasks of each mixture."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    self.config = config
+    self.workdir = workdir
+    self._ids = None
+    self._tasks: dict[str, dict] = {}
+
+  @property
+  def ids(self):
+    if self._ids is None:
+      from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
+      self._ids = build.load_identifiers(self.workdir, self.config.ids.scheme)
+    return self._ids
+
+  def registered(self, mconfig: ml_collections.ConfigDict) -> dict:
+    """tasks.register for one model's config (cached by its tasks block)."""
+    key = common.stamp(mconfig.tasks, mconfig.vocab)
+    if key not in self._tasks:
+      from genret_jax import tasks  # pylint: disable=g-import-not-at-top
+      self._tasks[key] = tasks.register(mconfig, self.workdir, self.ids)
+    return self._tasks[key]
+
+
+def with_epochs(ctx: Context, mconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`mconfig` with train.num_steps = ceil(epochs * examples / batch) when `epochs` > 0.
+
+  An epoch is one pass over the mixture's training examples (a task's rate
+  replaces its example count when the rate is >= 0; the per-item cap applies).
+  """
+  if mconfig.epochs <= 0:
+    return mconfig
+  from genret_jax.tasks.registry import MIXTURE_KINDS  # pylint: disable=g-import-not-at-top
+  counts = ctx.registered(mconfig)["example_counts"]
+  total = 0.0
+  for kind in MIXTURE_KINDS[mconfig.tasks.mixture]:
+    if counts.get(kind, 0) > 0:
+      rate = float(mconfig.tasks.rates[kind.replace("_rec", "") if kind.startswith(
+          ("text2id", "id2text")) else kind])
+      total += counts[kind] if rate < 0 else rate
+  out = ml_collections.ConfigDict(mconfig.to_dict())
+  out.train.num_steps = max(1, int(np.ceil(mconfig.epochs * total / mconfig.train.batch_size)))
+  out.lock()
+  return out
+
+
+def run_train(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> dict:
+  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  reg = ctx.registered(mconfig)
+  result = trainer.train(mconfig, common.model_dir(ctx.workdir, label), mixture_name=reg["mixture"],
+                         vocab_size=reg["vocabulary"].vocab_size)
+  common.log(f"train {label}: " + trainer.summarize(result))
+  return result
+
+
+def eval_arrays(task_name: str, config: ml_collections.ConfigDict, split: str
+                ) -> dict[str, np.ndarray]:
+  """The eval examples of one task as arrays: inputs int32[N, S] (0-padded),
+  target_item int32[N], candidates int32[N, 100] (sampled protocol)."""
+  import seqio  # pylint: disable=g-import-not-at-top
+  length = int(config.tasks.max_input_length)
+  ds = seqio.get_mixture_or_task(task_name).get_dataset(
+      {"inputs": length, "targets": int(config.tasks.max_target_length)}, split=split,
+      shuffle=False, num_epochs=1, use_cached=False)
+  inputs, targets, candidates = [], [], []
+  for ex in ds.as_numpy_iterator():
+    row = np.zeros(length, np.int32)
+    row[:len(ex["inputs"])] = ex["inputs"]
+    inputs.append(row)
+    targets.append(int(ex["target_item"]))
+    candidates.append(np.asarray(ex["candidates"], np.int32))
+  if not inputs:
+    raise ConfigError("data", f"task {task_name} has no {split} examples")
+  return {"inputs": np.stack(inputs), "target_item": np.asarray(targets, np.int32),
+          "candidates": np.stack(candidates)}
+
+
+def _decode_full(model, params, arrays, table, vocab, prefix, mconfig, mesh):
+  """Full-catalog constrained decoding: (metrics, per-query metrics, items int32[Q, R])."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from genret_jax.decoding import trie as trie_lib  # pylint: disable=g-import-not-at-top
+  from genret_jax.evaluation import generative, metrics  # pylint: disable=g-import-not-at-top
+  offsets = vocab.level_offsets(table)
+  prefix_tokens = [vocab.token_id(prefix)] if prefix else []
+  trie = trie_lib.trie_from_id_table(table, offsets, prefix_tokens=prefix_tokens,
+                                     dense_max_mb=float(mconfig.decode.dense_max_mb))
+  trie = jax.device_put(trie, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  ks = tuple(int(k) for k in mconfig.eval.ks)
+  res = generative.generate_items(model, params, arrays["inputs"], lambda lo, hi, pad: trie,
+                                  decode_config=mconfig.decode, num_results=max(ks), mesh=mesh)
+  pq = metrics.per_query_metrics(res["items"], arrays["target_item"], ks, res["ranks"])
+  out = {k: float(v.mean()) for k, v in pq.items()}
+  alive = np.isfinite(res["beam_scores"])
+  out["invalid_id_rate"] = float(((res["beam_leaves"] < 0) & alive).sum() / max(alive.sum(), 1))
+  return out, pq, np.asarray(res["items"], np.int32)
+
+
+def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> dict:
+  """Decodes every eval task's TEST queries of one model; reuses a stamped eval.json.
+
+  Returns {task: {metric: value}} (full protocol names, and 'sampled_*' with
+  eval.protocol sampled/both).
+  """
+  from genret_jax.decoding import config as decoding_config  # pylint: disable=g-import-not-at-top
+  from genret_jax.evaluation import generative  # pylint: disable=g-import-not-at-top
+  from genret_jax.model import partitioning  # pylint: disable=g-import-not-at-top
+  from genret_jax.train import checkpoints, trainer  # pylint: disable=g-import-not-at-top
+  decoding_config.validate(mconfig.decode, mconfig.eval)
+  mdir = common.model_dir(ctx.workdir, label)
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(mdir), mconfig.train)
+  try:
+    step = ckpt.latest_step()
+  finally:
+    ckpt.close()
+  want = common.stamp(common.model_stamp(mconfig), step, ids_stamp(mconfig, ctx.workdir))
+  path = os.path.join(mdir, "eval.json")
+  cached = common.read_stamped(path, want)
+  if cached is not None:
+    common.log(f"eval {label}: reusing {path} (same config and checkpoint step {step})")
+    return cached
+  reg = ctx.registered(mconfig)
+  vocab = reg["vocabulary"]
+  model, params, step = trainer.restore_params(mconfig, mdir, vocab.vocab_size)
+  mesh = partitioning.make_mesh(mconfig.mesh)
+  protocol = mconfig.eval.protocol
+  out, per_query = {}, {}
+  for behaviour, task_name in sorted(reg["eval_tasks"].items()):
+    table = ctx.ids.search if behaviour == "search" else ctx.ids.rec
+    prefix = reg["eval_prefix"][behaviour]
+    arrays = eval_arrays(task_name, mconfig, "test")
+    m: dict[str, float] = {}
+    if protocol in ("full", "both"):
+      m, pq, items = _decode_full(model, params, arrays, table, vocab, prefix, mconfig, mesh)
+      per_query[behaviour] = pq
+      if common.is_writer():
+        np.savez(os.path.join(mdir, f"predictions_{behaviour}.npz"), items=items,
+                 targets=arrays["target_item"])
+    if protocol in ("sampled", "both"):
+      sampled_eval = ml_collections.ConfigDict(mconfig.eval.to_dict())
+      sampled_eval.protocol = "sampled"
+      sm = generative.evaluate_generative(
+          model, params, arrays["inputs"], arrays["target_item"], table,
+          vocab.level_offsets(table), prefix_tokens=[vocab.token_id(prefix)] if prefix else [],
+          decode_config=mconfig.decode, eval_config=sampled_eval,
+          candidates=arrays["candidates"], mesh=mesh)
+      m.update({k: v for k, v in sm.items() if k.startswith("sampled_")})
+    m["num_queries"] = float(len(arrays["target_item"]))
+    out[behaviour] = m
+    common.log(f"eval {common.display_name(label)} {behaviour} (step {step}, "
+               f"{len(arrays['target_item'])} queries): "
+               + ", ".join(f"{k}={v:.4f}" for k, v in m.items() if "@" in k or k == "mrr"))
+  if common.is_writer():
+    if per_query:
+      np.savez(os.path.join(mdir, "per_query.npz"),
+               **{f"{b}/{k}": v for b, pq in per_query.items() for k, v in pq.items()})
+    common.write_stamped(path, want, out)
+  return out
+
+
+def eval_stamp(workdir: str, label: str) -> str:
+  """The stamp of a model's eval.json ('' when absent)."""
+  import json  # pylint: disable=g-import-not-at-top
+  path = os.path.join(common.model_dir(workdir, label), "eval.json")
+  if not os.path.exists(path):
+    return ""
+  with open(path) as f:
+    return str(json.load(f).get("stamp", ""))
+
+
+def id_embeddings(ctx: Context, label: str, mconfig: ml_collections.ConfigDict
+                  ) -> dict[str, np.ndarray]:
+  """float32[N, d] item representations of one model per ID table ('rec' / 'search').
+
+  Row i is the mean of the input-embedding rows of item i's ID tokens (one
+  token for atomic IDs).
+  """
+  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
+  reg = ctx.registered(mconfig)
+  vocab = reg["vocabulary"]
+  _, params, _ = trainer.restore_params(mconfig, common.model_dir(ctx.workdir, label),
+                                        vocab.vocab_size)
+  table = np.asarray(params["token_embedder"]["embedding"], np.float32)
+  out = {}
+  for role in ("rec", "search"):
+    ids = ctx.ids.rec if role == "rec" else ctx.ids.search
+    tokens = ids.codes + np.asarray(vocab.level_offsets(ids), np.int64)[None, :]
+    out[role] = table[tokens].mean(axis=1)
+  return out
