@@ -51,8 +51,6 @@ SCALES: dict[str, dict[str, object]] = {
         "ids.gensar.collision_rounds": 2,
         "train.num_steps": 12, "train.batch_size": 16, "train.warmup_steps": 2,
         "train.log_every": 6, "train.checkpoint_every": 0,
-        "decode.beam_size": 10, "decode.num_groups": 10,
-        "eval.ks": (1, 5, 10),
         "analysis.tsne_items": 60, "analysis.tsne_iter": 250,
     },
     "cpu": {},
@@ -90,7 +88,7 @@ def table_config() -> ml_collections.ConfigDict:
   # kind=sweep: one job per value of `knob` (a dotted config key) per seed;
   # plots `metrics` vs the knob, one line per model.
   c.knob = ""
-  c.values = ""               # comma list of knob values
+  c.knob_values = ""          # comma list of knob values
   # kind=table with `variants`: one job per variant, each a ';'-separated
   # list of key=value overrides, its rows named '<model> <variant>'.
   c.variants = ""             # comma list of 'name=key=value;key=value'
@@ -121,6 +119,19 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.decode = decoding_config.default_config()
   c.eval = decoding_config.eval_config()
   return c
+
+
+def load_sibling(here: str, relative: str):
+  """The module of the config file at `relative` to the file `here` (configs/paper/*
+  build on configs/*.py without `configs` having to be importable)."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path = os.path.normpath(os.path.join(os.path.dirname(here), relative))
+  spec = importlib.util.spec_from_file_location(
+      "genret_config_" + os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _get(c: ml_collections.ConfigDict, key: str):
@@ -180,5 +191,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("table.kind", f"{t.kind!r} is not '', 'table' or 'sweep'")
   if t.kind and t.seeds < 1:
     raise ConfigError("table.seeds", f"must be >= 1, got {t.seeds}")
-  if t.kind == "sweep" and (not t.knob or not common.split_list(t.values)):
-    raise ConfigError("table.knob", "a sweep needs table.knob and table.values")
+  if t.kind == "sweep" and (not t.knob or not common.split_list(t.knob_values)):
+    raise ConfigError("table.knob", "a sweep needs table.knob and table.knob_values")
