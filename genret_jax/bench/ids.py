@@ -1,12 +1,13 @@
 r"""RQ-KMeans build time and peak memory on random embeddings.
 
   python -m genret_jax.bench.ids [--num=1000000 --dim=64 --levels=3 --codes=256
-                                 --iterations=10 --impls=jax,jax_unchunked,sklearn]
+                                 --iterations=10 --impls=jax,jax_chunk65536,jax_unchunked,sklearn]
 
 Each implementation runs in a fresh subprocess (so its peak memory is its
 own) on the same float32[num, dim] standard-normal data (seed 0):
 
   jax            genret_jax.ids.rq_kmeans (chunked jitted Lloyd, chunk 16,384)
+  jax_chunkC     the same with chunk C (e.g. jax_chunk65536)
   jax_unchunked  the same with one chunk = all rows ([N, K] distances at once)
   sklearn        scikit-learn KMeans(n_init=1, k-means++, lloyd) per level
 
@@ -33,7 +34,8 @@ _LEVELS = flags.DEFINE_integer("levels", 3, "RQ levels.")
 _CODES = flags.DEFINE_integer("codes", 256, "Codes per level.")
 _ITERS = flags.DEFINE_integer("iterations", 10, "Lloyd iterations per level (max).")
 _REPEAT = flags.DEFINE_bool("repeat", False, "Time a second, already-compiled build too.")
-_IMPLS = flags.DEFINE_list("impls", ["jax", "jax_unchunked", "sklearn"], "Implementations.")
+_IMPLS = flags.DEFINE_list("impls", ["jax", "jax_chunk65536", "jax_unchunked", "sklearn"],
+                           "Implementations.")
 _JSON = flags.DEFINE_string("json_out", "bench_ids.json", "Where to write the results.")
 _WORKER = flags.DEFINE_string("worker", "", "Internal: run one implementation and print JSON.")
 
@@ -58,7 +60,8 @@ def _worker(impl: str) -> dict:
 
   def build():
     if impl.startswith("jax"):
-      chunk = x.shape[0] if impl == "jax_unchunked" else 16384
+      chunk = (x.shape[0] if impl == "jax_unchunked" else
+               int(impl[len("jax_chunk"):]) if impl.startswith("jax_chunk") else 16384)
       res = rq_kmeans.rq_kmeans(x, _LEVELS.value, _CODES.value, seed=0,
                                 iterations=_ITERS.value, chunk=chunk)
       return res.codes, res.recon_error[-1]
