@@ -222,6 +222,39 @@ def search_step_bench(trie, b, k, vocab, py_search, allowed_fn, repeats):
   return t_ours, t_py
 
 
+def constraint_bench(trie, b, k, vocab, allowed_fn, seqs, repeats):
+  """Milliseconds per level of the constraint alone (allowed tokens + mask).
+
+  Ours: `level.score` (table gather + mask) for K beams on random valid nodes;
+  Python: the per-beam dict-trie callback filling a -inf mask row (HF's
+  PrefixConstrainedLogitsProcessor). Normalisation and top-k, common to both,
+  are excluded. Averaged over the L levels.
+  """
+  rng = np.random.default_rng(0)
+  scores_v = jnp.asarray(rng.normal(size=(b, k, vocab)).astype(np.float32))
+  t_ours, t_py = 0.0, 0.0
+  for l, level in enumerate(trie.levels):
+    n_nodes = (level.next.shape[0] if isinstance(level, trie_lib.DenseLevel)
+               else level.row_ptr.shape[0] - 1)
+    nodes = jnp.asarray(rng.integers(0, n_nodes, (b, k)), jnp.int32)
+    f = jax.jit(lambda tr, n, v, l=l: tr.levels[l].score(n, v)[2])
+    jax.block_until_ready(f(trie, nodes, scores_v))
+    t_ours += _timed(lambda: f(trie, nodes, scores_v), repeats * 10) / len(trie.levels)
+    if allowed_fn is not None:
+      prefixes = np.concatenate([np.zeros((len(seqs), 1), np.int64), seqs[:, :l]], 1)
+      picks = prefixes[rng.integers(0, len(prefixes), b * k)]
+
+      def python_mask():
+        mask = np.full((b * k, vocab), -np.inf, np.float32)
+        for i in range(b):
+          for j in range(k):
+            mask[i * k + j, allowed_fn(i, picks[i * k + j])] = 0
+        return mask
+
+      t_py += _timed(python_mask, repeats) / len(trie.levels)
+  return 1e3 * t_ours, (1e3 * t_py if allowed_fn is not None else None)
+
+
 def main(argv):
   del argv
   b, k, vocab = _BATCH.value, _BEAM.value, network.pad_vocab_size(_VOCAB.value)
@@ -281,6 +314,10 @@ def main(argv):
     info["step_ours_ms"] = 1e3 * t_ours
     if t_py is not None:
       info["step_py_trie_ms"] = 1e3 * t_py
+    c_ours, c_py = constraint_bench(trie, b, k, vocab, fn, seqs, _SLOW.value)
+    info["constraint_ours_ms"] = c_ours
+    if c_py is not None:
+      info["constraint_py_trie_ms"] = c_py
     per_catalog[n] = info
     logging.info("catalog %d: %s", n, info)
     for m in ("ours", "ours_unc", "py_trie", "hf_trie", "hf_unc"):
@@ -293,6 +330,8 @@ def main(argv):
   if "hf_trie_batch_seconds" in small:
     res["speedup_vs_hf_trie"] = small["hf_trie_batch_seconds"] / small["ours_batch_seconds"]
   res["search_step_speedup_vs_python_trie"] = small["step_py_trie_ms"] / small["step_ours_ms"]
+  res["constraint_speedup_vs_python_trie"] = (small["constraint_py_trie_ms"]
+                                              / small["constraint_ours_ms"])
   res["constrained_over_unconstrained"] = small["ours_batch_seconds"] / small[
       "ours_unc_batch_seconds"]
   res["constrained_over_unconstrained_1m"] = large["ours_batch_seconds"] / large[
@@ -306,15 +345,19 @@ def main(argv):
   for n, m, qps, ms, s in rows:
     print(f"| {n} | {m} | {qps:.1f} | {ms:.1f} | {s:.3f} |")
   print()
-  print("| items | table MB | build s | levels | step w/o model: ours ms | python trie ms |")
-  print("|---:|---:|---:|---|---:|---:|")
+  print("| items | table MB | build s | levels | step w/o model ms: ours | python trie "
+        "| constraint ms: ours | python trie |")
+  print("|---:|---:|---:|---|---:|---:|---:|---:|")
+  nan = float("nan")
   for n, v in per_catalog.items():
     print(f"| {n} | {v['table_mb']:.2f} | {v['build_seconds']:.2f} | "
-          f"{'/'.join(x[0] for x in v['levels'])} | {v.get('step_ours_ms', float('nan')):.2f} | "
-          f"{v.get('step_py_trie_ms', float('nan')):.1f} |")
+          f"{'/'.join(x[0] for x in v['levels'])} | {v['step_ours_ms']:.2f} | "
+          f"{v.get('step_py_trie_ms', nan):.1f} | {v['constraint_ours_ms']:.3f} | "
+          f"{v.get('constraint_py_trie_ms', nan):.1f} |")
   print()
   for key in ("speedup_vs_hf_trie", "speedup_vs_python_trie",
-              "search_step_speedup_vs_python_trie", "constrained_over_unconstrained",
+              "search_step_speedup_vs_python_trie",
+              "constraint_speedup_vs_python_trie", "constrained_over_unconstrained",
               "constrained_over_unconstrained_1m", "table_mb_per_million_items",
               "table_build_seconds_1m", "latency_ratio_1m_over_10k",
               "search_step_ratio_1m_over_10k"):

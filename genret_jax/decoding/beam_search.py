@@ -210,7 +210,10 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, constraint, *,
     logits, cache = tokens_to_logits(DecodingState(t, cur, seqs.reshape(b * k, steps),
                                                    cache))
     vocab = logits.shape[-1]
-    lp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1).reshape(b, k, vocab)
+    # log p = logit - logsumexp: candidates are gathered from the raw logits
+    # and normalised afterwards (no [B*K, V] log-softmax array is written).
+    lp = logits.astype(jnp.float32).reshape(b, k, vocab)
+    lse = jax.nn.logsumexp(lp, axis=-1, keepdims=True)
     # Until the first free choice (step p) only the first beam of each group is
     # alive: expand just those (statically known), not K beams of -inf.
     live = jnp.arange(num_groups) * gs if t <= p else None
@@ -227,6 +230,7 @@ def beam_search(tokens_to_logits: TokensToLogits, cache: Any, constraint, *,
       cand = l_lp
     else:
       tokens, child, cand = levels[t - p].score(l_nodes, l_lp)
+    cand = cand - sub(lse)                                  # -inf stays -inf
     # every group must see at least as many candidates as it keeps beams.
     width = -(-gs // (k_in // num_groups))
     cand = _pad_width(cand, width, NEG_INF)

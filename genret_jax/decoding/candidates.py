@@ -38,13 +38,13 @@ class CandidateLevel:
   def width(self) -> int:
     return int(self.tokens.shape[1])
 
-  def score(self, nodes: jax.Array, logprobs: jax.Array):
+  def score(self, nodes: jax.Array, scores_v: jax.Array):
     """Same contract as `trie.DenseLevel.score`, with W = C."""
     c = jnp.arange(self.width, dtype=jnp.int32)
     valid = ((self.rep_prev[:, None, :] == nodes[..., None])
              & (self.rep_cur == c)[:, None, :])
     tokens = jnp.broadcast_to(self.tokens[:, None, :], valid.shape)
-    cand = jnp.where(valid, jnp.take_along_axis(logprobs, tokens, axis=-1), NEG_INF)
+    cand = jnp.where(valid, jnp.take_along_axis(scores_v, tokens, axis=-1), NEG_INF)
     return tokens, jnp.broadcast_to(c, valid.shape), cand
 
   def step(self, nodes: jax.Array, tokens: jax.Array) -> jax.Array:

@@ -11,8 +11,8 @@ A catalog of `N` items with `L`-code identifiers becomes one table per level:
   rest.
 
 Both expose the same two operations used by the beam search:
-`score(nodes, logprobs)` (the allowed continuations of each beam, with their
-log-probabilities) and `step(nodes, tokens)` (follow one token, -1 if absent).
+`score(nodes, scores_v)` (the allowed continuations of each beam, with their
+scores) and `step(nodes, tokens)` (follow one token, -1 if absent).
 The last level's nodes are leaves: distinct identifiers. `leaf_start` /
 `leaf_items` map a leaf to the items that share that identifier (ascending
 item index), so duplicate identifiers are kept, never dropped.
@@ -58,20 +58,20 @@ class DenseLevel:
   def nbytes(self) -> int:
     return int(self.next.size) * 4
 
-  def score(self, nodes: jax.Array, logprobs: jax.Array):
+  def score(self, nodes: jax.Array, scores_v: jax.Array):
     """Allowed continuations of each beam.
 
     Args:
       nodes: int32[B, K] current node of each beam.
-      logprobs: float32[B, K, V] next-token log-probabilities.
+      scores_v: float32[B, K, V] next-token scores (logits or log-probs).
     Returns:
       tokens int32[B, K, W], child int32[B, K, W], cand float32[B, K, W]
-      (log-probability, -inf where the continuation is not in the trie).
+      (the token's score, -inf where the continuation is not in the trie).
     """
     child = self.next[nodes]
     tokens = jnp.broadcast_to(self.offset + jnp.arange(self.size, dtype=jnp.int32),
                               child.shape)
-    cand = jnp.where(child >= 0, logprobs[..., self.offset:self.offset + self.size],
+    cand = jnp.where(child >= 0, scores_v[..., self.offset:self.offset + self.size],
                      NEG_INF)
     return tokens, child, cand
 
@@ -113,11 +113,11 @@ class CsrLevel:
     edges = jnp.where(valid, start[..., None] + j, 0)
     return edges, valid
 
-  def score(self, nodes: jax.Array, logprobs: jax.Array):
+  def score(self, nodes: jax.Array, scores_v: jax.Array):
     """Same contract as `DenseLevel.score`, with W = width."""
     edges, valid = self._edges(nodes)
     tokens = self.offset + self.codes[edges]
-    cand = jnp.where(valid, jnp.take_along_axis(logprobs, tokens, axis=-1), NEG_INF)
+    cand = jnp.where(valid, jnp.take_along_axis(scores_v, tokens, axis=-1), NEG_INF)
     return tokens, edges, cand
 
   def step(self, nodes: jax.Array, tokens: jax.Array) -> jax.Array:
