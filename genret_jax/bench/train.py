@@ -167,6 +167,14 @@ def main(argv):
     if "hf" in results[size]:
       speedup[size] = (results[size]["ours"]["examples_per_sec"]
                        / results[size]["hf"]["examples_per_sec"])
+    print(f"{size}: " + ", ".join(f"{name} {r['examples_per_sec']:.1f} ex/s"
+                                  for name, r in results[size].items()), flush=True)
+    _write(results, speedup, threads)  # partial results survive an interrupted run
+  _print_table(results, speedup)
+  print(f"wrote {_OUT.value}")
+
+
+def _write(results: dict, speedup: dict, threads: int) -> None:
   report = {
       "speedup_vs_hf": speedup, "results": results,
       "setup": {"batch_size": _BATCH.value, "input_length": _INPUT_LEN.value,
@@ -176,6 +184,11 @@ def main(argv):
                 "torch_threads": threads, "cpu_count": os.cpu_count(),
                 "jax_devices": str(jax.devices()[0]), "machine": platform.platform()},
   }
+  with open(_OUT.value, "w") as f:
+    json.dump(report, f, indent=2)
+
+
+def _print_table(results: dict, speedup: dict) -> None:
   print("| size | params | ours ex/s | ours tok/s | HF ex/s | HF tok/s | speedup |")
   print("|---|---|---|---|---|---|---|")
   for size, r in results.items():
@@ -183,9 +196,6 @@ def main(argv):
     print(f"| {size} | {r['ours']['params'] / 1e6:.2f}M | {r['ours']['examples_per_sec']:.1f} | "
           f"{r['ours']['tokens_per_sec']:.0f} | {hf.get('examples_per_sec', nan):.1f} | "
           f"{hf.get('tokens_per_sec', nan):.0f} | {speedup.get(size, nan):.2f}x |")
-  with open(_OUT.value, "w") as f:
-    json.dump(report, f, indent=2)
-  print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":
