@@ -119,6 +119,15 @@ def test_matches_hf_with_and_without_cache(tmp_path, v11):
   np.testing.assert_allclose(stepped, logits, atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(stepped[..., :HF_VOCAB], hf_logits, atol=TOL, rtol=TOL)
   assert int(cache["decoder"]["layers_0"]["self_attention"]["cache_index"]) == dec_in.shape[1]
+  # And with the encoder keys/values projected once into the cache.
+  cache = network.init_cache(model, 3, dec_in.shape[1], enc.shape[1], params=params,
+                             encoded=encoded, encoder_input_tokens=enc)
+  stepped = []
+  for t in range(dec_in.shape[1]):
+    out, cache = step(params, cache, encoded, enc, dec_in[:, t:t + 1])
+    stepped.append(np.asarray(out))
+  np.testing.assert_allclose(np.concatenate(stepped, axis=1)[..., :HF_VOCAB], hf_logits,
+                             atol=TOL, rtol=TOL)
 
 
 def test_greedy_generation_matches_hf_generate(tmp_path):

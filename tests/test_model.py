@@ -235,7 +235,7 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
   assert {jax.tree_util.keystr(p[-1:]) for p, _ in leaves} == \
       {"['cache_index']", "['cached_key']", "['cached_value']"}
   layer0 = cache["decoder"]["layers_0"]["self_attention"]
-  assert layer0["cached_key"].shape == (B, T, 4, 8) and layer0["cache_index"].shape == ()
+  assert layer0["cached_key"].shape == (B, 4, T, 8) and layer0["cache_index"].shape == ()
   assert all(np.all(np.asarray(x) == 0) for _, x in leaves)
 
   def step(cache, token):
@@ -245,10 +245,26 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
     return mutated["cache"], logits[:, 0]
 
   # The whole loop is one jitted scan: no host round trip per token.
-  final, stepped = jax.jit(lambda c, toks: jax.lax.scan(step, c, toks))(
-      cache, jnp.transpose(dec_in)[:, :, None])
+  scan = jax.jit(lambda c, toks: jax.lax.scan(step, c, toks))
+  final, stepped = scan(cache, jnp.transpose(dec_in)[:, :, None])
   np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, atol=1e-5)
   assert int(final["decoder"]["layers_1"]["self_attention"]["cache_index"]) == T
+
+  # With params, the cache also holds the projected encoder keys/values.
+  filled = network.init_cache(model, B, T, S, params=params, encoded=encoded,
+                              encoder_input_tokens=enc)
+  cross = filled["decoder"]["layers_0"]["encoder_decoder_attention"]
+  assert cross["projected_key"].shape == (B, 4, S, 8)  # heads-major
+  kernel = params["decoder"]["layers_0"]["encoder_decoder_attention"]["key"]["kernel"]
+  np.testing.assert_allclose(np.asarray(cross["projected_key"]),
+                             np.einsum("bse,ehd->bhsd", np.asarray(encoded), kernel), atol=1e-5)
+  np.testing.assert_array_equal(
+      np.asarray(filled["decoder"]["layers_1"]["self_attention"]["cached_key"]), 0)
+  final, stepped = scan(filled, jnp.transpose(dec_in)[:, :, None])
+  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, atol=1e-5)
+  assert jax.tree_util.tree_structure(final) == jax.tree_util.tree_structure(filled)
+  with pytest.raises(ValueError, match="also needs encoded"):
+    network.init_cache(model, B, T, S, params=params)
   with pytest.raises(ValueError, match="one token per call"):
     model.apply({"params": params, "cache": cache}, encoded, enc, dec_in[:, :2], dec_in[:, :2],
                 enable_dropout=False, decode=True, mutable=["cache"], method=model.decode)

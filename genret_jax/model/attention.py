@@ -4,12 +4,19 @@ Conventions (T5X): masks are float/bool arrays broadcastable to [B, H, Q, K]
 with 1 = may attend; biases are additive float arrays of the same shape.
 No 1/sqrt(head_dim) scaling of the logits (T5 folds it into the query init).
 
-KV cache ('cache' collection, per attention module):
-  cached_key, cached_value: dtype[B, max_length, H, D]
+KV cache ('cache' collection, per attention module), heads-major like T5X's
+so that a step's products are batched matmuls without transposing the cache:
+  cached_key, cached_value: dtype[B, H, max_length, D]
   cache_index: int32[] (the position the next token is written to)
 The cache is created when the module is called with `decode=True` on the full
 decoder length (see `network.init_cache`) and then advanced one token per call
 with inputs of length 1.
+
+Cross-attention may also keep the projected encoder keys/values
+(`projected_key`, `projected_value` dtype[B, H, S, D]) in the cache, so cached
+steps do not re-project the encoder output every token. They are stored when
+the cache is built by `module.apply` (not `module.init`) with real encoder
+states; whether they exist is static (pytree structure).
 """
 
 from __future__ import annotations
@@ -82,17 +89,18 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
                           dtype: jnp.dtype) -> Array:
   """softmax(q k^T + bias) v with the softmax in float32.
 
-  query [B, Q, H, D], key/value [B, K, H, D], bias broadcastable to [B, H, Q, K]
-  -> dtype[B, Q, H, D].
+  Heads-major layout, so both products are plain batched matmuls over (B, H):
+  query [B, H, Q, D], key/value [B, H, K, D], bias broadcastable to
+  [B, H, Q, K] -> dtype[B, H, Q, D].
   """
-  logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
+  logits = jnp.einsum("bhqd,bhkd->bhqk", query, key).astype(jnp.float32)
   if bias is not None:
     logits = logits + bias.astype(jnp.float32)
   weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
   if not deterministic and dropout_rate > 0.0:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
     weights = weights * keep.astype(dtype) / jnp.asarray(1.0 - dropout_rate, dtype)
-  return jnp.einsum("bhqk,bkhd->bqhd", weights, value.astype(dtype))
+  return jnp.einsum("bhqk,bhkd->bhqd", weights, value.astype(dtype))
 
 
 def mask_to_bias(mask: Array | None, dtype: jnp.dtype = jnp.float32) -> Array | None:
@@ -117,16 +125,19 @@ class MultiHeadDotProductAttention(nn.Module):
   dropout_rate: float = 0.0
   kernel_init: layers.Initializer = layers.default_kernel_init
   relative_embedding: nn.Module | None = None
+  cache_projected_kv: bool = False
 
   @nn.compact
   def __call__(self, inputs_q: Array, inputs_kv: Array, mask: Array | None = None,
                bias: Array | None = None, *, decode: bool = False,
-               deterministic: bool = True) -> Array:
+               deterministic: bool = True, store_projected: bool = False) -> Array:
     """inputs_q dtype[B, Q, E], inputs_kv dtype[B, K, E] -> dtype[B, Q, E].
 
     mask: [B|1, 1, Q, K] (1 = attend); bias: [B|1, H, Q, K] additive.
     With decode=True and an initialised cache, Q must be 1: the new key/value
     are written at `cache_index`, the query attends to positions <= it.
+    store_projected: (cross-attention, while the cache is being built) keep
+    the projected keys/values in the cache for later steps.
     """
     embed = inputs_q.shape[-1]
     # T5X: the 1/sqrt(head_dim) logit scale lives in the query initialiser.
@@ -135,32 +146,43 @@ class MultiHeadDotProductAttention(nn.Module):
     def query_init(*args):
       return self.kernel_init(*args) * depth_scaling
 
-    projection = lambda name, init: layers.DenseGeneral(  # noqa: E731
-        (self.num_heads, self.head_dim), dtype=self.dtype, kernel_init=init,
-        kernel_axes=("embed", "heads", "kv"), name=name)
-    query = projection("query", query_init)(inputs_q)
-    key = projection("key", self.kernel_init)(inputs_kv)
-    value = projection("value", self.kernel_init)(inputs_kv)
-    query = nn.with_logical_constraint(query, ("batch", "length", "heads", "kv"))
-    key = nn.with_logical_constraint(key, ("batch", "length", "heads", "kv"))
-    value = nn.with_logical_constraint(value, ("batch", "length", "heads", "kv"))
+    def project(name, init, x):  # dtype[B, L, E] -> heads-major dtype[B, H, L, D]
+      y = layers.DenseGeneral((self.num_heads, self.head_dim), dtype=self.dtype,
+                              kernel_init=init, kernel_axes=("embed", "heads", "kv"),
+                              name=name)(x)
+      return nn.with_logical_constraint(jnp.swapaxes(y, 1, 2),
+                                        ("batch", "heads", "length", "kv"))
 
-    if decode:
+    query = project("query", query_init, inputs_q)
+    use_projected = (decode and self.cache_projected_kv
+                     and self.has_variable("cache", "projected_key"))
+    if use_projected:  # cached decoding step: the encoder K/V were projected once
+      key = self.get_variable("cache", "projected_key")
+      value = self.get_variable("cache", "projected_value")
+    else:
+      key = project("key", self.kernel_init, inputs_kv)
+      value = project("value", self.kernel_init, inputs_kv)
+      if (decode and self.cache_projected_kv and store_projected and not self.is_initializing()
+          and self.is_mutable_collection("cache")):
+        self.put_variable("cache", "projected_key", key)
+        self.put_variable("cache", "projected_value", value)
+
+    if decode and not self.cache_projected_kv:
       is_initialized = self.has_variable("cache", "cached_key")
       cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
       cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape, value.dtype)
       cache_index = self.variable("cache", "cache_index", lambda: jnp.array(0, jnp.int32))
       if is_initialized:
-        batch, length, heads, depth = cached_key.value.shape
-        if query.shape != (batch, 1, heads, depth):
+        batch, heads, length, depth = cached_key.value.shape
+        if query.shape != (batch, heads, 1, depth):
           raise ValueError(f"cached decoding takes one token per call: query {query.shape}, "
-                           f"cache {cached_key.value.shape}")
+                           f"cache {cached_key.value.shape} (both [B, H, L, D])")
         cur = cache_index.value
         key = jax.lax.dynamic_update_slice(cached_key.value, key.astype(cached_key.value.dtype),
-                                           (0, cur, 0, 0))
+                                           (0, 0, cur, 0))
         value = jax.lax.dynamic_update_slice(cached_value.value,
                                              value.astype(cached_value.value.dtype),
-                                             (0, cur, 0, 0))
+                                             (0, 0, cur, 0))
         cached_key.value = key
         cached_value.value = value
         cache_index.value = cur + 1
@@ -178,6 +200,7 @@ class MultiHeadDotProductAttention(nn.Module):
       dropout_rng = self.make_rng("dropout")
     x = dot_product_attention(query, key, value, bias, dropout_rng, self.dropout_rate,
                               deterministic, self.dtype)
+    x = jnp.swapaxes(x, 1, 2)  # [B, Q, H, D]
     out = layers.DenseGeneral(embed, axis=(-2, -1), dtype=self.dtype,
                               kernel_init=self.kernel_init, kernel_axes=("heads", "kv", "embed"),
                               name="out")(x)

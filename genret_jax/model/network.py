@@ -124,7 +124,8 @@ class DecoderLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, encoded: Array, self_mask: Array | None, self_bias: Array | None,
-               cross_mask: Array, deterministic: bool, decode: bool) -> Array:
+               cross_mask: Array, deterministic: bool, decode: bool,
+               building_cache: bool = False) -> Array:
     cfg = self.config
     dropout = lambda: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # noqa: E731
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype,
@@ -138,9 +139,10 @@ class DecoderLayer(nn.Module):
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype,
                          name="pre_cross_attention_layer_norm")(x)
     y = attn.MultiHeadDotProductAttention(
-        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate,
-        name="encoder_decoder_attention")(y, encoded, cross_mask, None,
-                                          deterministic=deterministic)
+        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate, cache_projected_kv=True,
+        name="encoder_decoder_attention")(y, encoded, cross_mask, None, decode=decode,
+                                          deterministic=deterministic,
+                                          store_projected=building_cache)
     x = x + dropout()(y, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_mlp_layer_norm")(x)
@@ -204,7 +206,8 @@ class Decoder(nn.Module):
     y = nn.with_logical_constraint(y.astype(cfg.dtype), ("batch", "length", "embed"))
     for i in range(cfg.num_decoder_layers):
       y = DecoderLayer(cfg, relative_embedding=rel_emb, name=f"layers_{i}")(
-          y, encoded, self_mask, self_bias, cross_mask, deterministic, decode)
+          y, encoded, self_mask, self_bias, cross_mask, deterministic, decode,
+          building_cache=decode and not cached_step)
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="decoder_norm")(y)
     y = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(y, deterministic=deterministic)
     if cfg.logits_via_embedding:
@@ -293,23 +296,47 @@ class Transformer(nn.Module):
 
 
 def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
-               encoder_length: int) -> Any:
-  """A zero KV cache for `batch_size` sequences of up to `max_decode_length` tokens.
+               encoder_length: int, *, params: Any = None, encoded: Array | None = None,
+               encoder_input_tokens: Array | None = None) -> Any:
+  """A fresh KV cache for `batch_size` sequences of up to `max_decode_length` tokens.
 
   Returns the 'cache' collection: per decoder layer `self_attention/
-  {cached_key, cached_value}` dtype[batch, max_decode_length, H, D] and
-  `cache_index` int32[] (0). No parameters are computed (jax.eval_shape).
-  Use with `module.apply({'params': p, 'cache': c}, ..., decode=True,
-  mutable=['cache'], method=Transformer.decode)` on one token at a time.
+  {cached_key, cached_value}` dtype[batch, max_decode_length, H, D] (zeros) and
+  `cache_index` int32[] (0).
+
+  Shape-only (no params): nothing is computed (jax.eval_shape); each cached
+  step then projects `encoded` for the cross-attention.
+  With `params`, `encoded` dtype[batch, S, E] and `encoder_input_tokens`
+  int32[batch, S]: the cache also holds each layer's projected cross-attention
+  keys/values (`encoder_decoder_attention/{projected_key, projected_value}`
+  [batch, S, H, D]), computed once here, so steps skip that projection.
+  Steps must then pass the same `encoded` rows (the cache overrides it).
+
+  Use with `module.apply({'params': p, 'cache': c}, encoded, enc_tokens, tok,
+  tok, decode=True, enable_dropout=False, mutable=['cache'],
+  method=Transformer.decode)` on one token (int32[batch, 1]) at a time.
   """
-  enc = jnp.ones((batch_size, encoder_length), jnp.int32)
   dec = jnp.ones((batch_size, max_decode_length), jnp.int32)
+  if params is None:
+    enc = jnp.ones((batch_size, encoder_length), jnp.int32)
 
-  def _init():
-    return module.init(jax.random.PRNGKey(0), enc, dec, dec, enable_dropout=False, decode=True)
+    def _init():
+      return module.init(jax.random.PRNGKey(0), enc, dec, dec, enable_dropout=False,
+                         decode=True)
 
-  shapes = jax.eval_shape(_init)["cache"]
-  return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    shapes = jax.eval_shape(_init)["cache"]
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  if encoded is None or encoder_input_tokens is None:
+    raise ValueError("init_cache with params also needs encoded and encoder_input_tokens")
+  if encoded.shape[:2] != (batch_size, encoder_length):
+    raise ValueError(f"encoded has shape {encoded.shape}, expected "
+                     f"({batch_size}, {encoder_length}, emb)")
+  # An apply without a cache creates zero self-attention caches and stores the
+  # projected encoder keys/values (its logits are discarded).
+  _, mutated = module.apply({"params": params}, encoded, encoder_input_tokens, dec, dec,
+                            enable_dropout=False, decode=True, mutable=["cache"],
+                            method=Transformer.decode)
+  return mutated["cache"]
 
 
 def cache_take(cache: Any, indices: Array) -> Any:
