@@ -2,9 +2,10 @@
 
 Reads `config.json` and the weights (`model.safetensors`, a sharded
 `model.safetensors.index.json`, or `pytorch_model.bin` when torch is
-importable) with numpy only (float32, float16 or bfloat16 tensors). Handles T5 v1.1 / Flan-T5 (gated GELU, untied
-head, no output scaling) and the original T5 (ReLU, head tied to the
-embedding with the decoder output scaled by 1/sqrt(d_model)). The vocabulary
+importable) with numpy only (float32, float16 or bfloat16 tensors). Handles
+T5 v1.1 / Flan-T5 (gated GELU, untied head, no output scaling) and the
+original T5 (ReLU, head tied to the embedding with the decoder output scaled
+by 1/sqrt(d_model)). The vocabulary
 is padded with zero rows up to a multiple of 128.
 """
 
