@@ -63,7 +63,11 @@ def _check_valid(table, n):
 @pytest.mark.parametrize("scheme", ["atomic", "rq_kmeans", "rq_vae", "gensar"])
 def test_every_scheme_gives_every_item_a_valid_saved_reported_id(tmp_path, scheme):
   catalog, events, split = _toy()
-  ids, entry = build.build_identifiers(_config(scheme), catalog, events, split, str(tmp_path))
+  c = _config(scheme)
+  # Collaborative embeddings from a file here (SASRec itself: tests/test_sasrec.py).
+  np.save(tmp_path / "col.npy", np.random.default_rng(2).normal(size=(N_ITEMS, 6)))
+  c.ids.collaborative.update(source="npy", path=str(tmp_path / "col.npy"))
+  ids, entry = build.build_identifiers(c, catalog, events, split, str(tmp_path))
   assert ids.scheme == scheme
   for t in ids.tables():
     _check_valid(t, N_ITEMS)
@@ -94,7 +98,7 @@ def test_every_scheme_gives_every_item_a_valid_saved_reported_id(tmp_path, schem
     for role in ("semantic", "collaborative"):
       t = entry["tables"][role]
       assert t["collision_rate_after_dedup"] <= t["collision_rate"]
-    assert entry["embeddings"]["collaborative"]["source"] == "sasrec"
+    assert entry["embeddings"]["collaborative"]["source"] == "npy"
 
 
 def test_report_merges_and_rebuild_replaces_atomically(tmp_path, capsys):

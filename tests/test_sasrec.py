@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
+from genret_jax import config as base_config
 from genret_jax.baselines import popularity, ranking, sasrec, sequences
-from genret_jax.data.schema import REC, SEARCH, Events
+from genret_jax.data.schema import REC, SEARCH, Catalog, Events
 from genret_jax.data.splits import TEST, TRAIN, VALID, leave_one_out
 from genret_jax.errors import ConfigError
+from genret_jax.ids import embeddings as emb
 
 
 def _events(rows):
@@ -70,10 +72,15 @@ def test_sasrec_learns_a_sequential_pattern_and_rejects_bad_config():
     rows += [(u, (start + t) % 40, t, REC) for t in range(12)]
   ev = _events(rows)
   split = leave_one_out(ev)
-  res = sasrec.train_sasrec(ev, split, 40, dim=16, max_len=12, epochs=12, eval_every=6,
-                            batch_size=32, learning_rate=5e-3, dropout=0.0, seed=0)
-  assert res.item_embeddings.shape == (40, 16)
-  assert res.test_metrics["recall@10"] > 0.8               # the next item is start + t
+  # Through the ids entry point, as the ID builders call it.
+  c = base_config.get_base_config().ids
+  c.sasrec.update(dim=16, max_len=12, epochs=12, eval_every=6, batch_size=32,
+                  learning_rate=5e-3, dropout=0.0, seed=0)
+  catalog = Catalog(np.array([f"i{k}" for k in range(40)]), {"title": np.full(40, "", object)})
+  table, info = emb.collaborative_embeddings(c, catalog, ev, split)
+  assert table.shape == (40, 16) and info["source"] == "sasrec"
+  assert info["test"]["recall@10"] > 0.8                   # the next item is start + t
+  assert info["best_epoch"] in (6, 12) and len(info["valid"]) == 2
   _, y = sequences.eval_examples(ev, split, TEST, 12)
   pop = popularity.evaluate(popularity.popularity_scores(ev, split, 40), y, (10,))
   assert pop["recall@10"] < 0.5
@@ -85,7 +92,6 @@ def test_sasrec_learns_a_sequential_pattern_and_rejects_bad_config():
 
 @pytest.mark.slow
 def test_sasrec_beats_popularity_on_movielens(movielens_dir):
-  from genret_jax import config as base_config
   from genret_jax.data.readers import load_raw
   c = base_config.get_base_config()
   c.data.update(source="movielens", path=str(movielens_dir))
