@@ -1,1 +1,2 @@
-"""Recommendation baselines: popularity and SASRec (also the source of collaborative item embeddings)."""
+"""Retrieval baselines: popularity and SASRec for recommendation (SASRec's item table is
+also the collaborative item embedding of genret_jax.ids)."""
