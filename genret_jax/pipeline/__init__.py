@@ -60,6 +60,7 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
       results[common.display_name(label)] = timed(f"eval/{label}", generative.run_eval, ctx,
                                                   label, mconfig)
     results.update(timed("baselines", baselines.run_baselines, config, workdir))
+    common.barrier("genret_eval")  # process 0 wrote the predictions the analyses read
   if any(s in steps for s in ("analyze", "report")):
     stamps = {label: generative.eval_stamp(workdir, label) for label, _ in models}
     analysis = timed("analyze", analyze.run_analyze, ctx, models, stamps)

@@ -1,7 +1,7 @@
 """Paper tables: every row of a table (datasets x seeds x variants / knob values) as a job.
 
 Layout under the workdir:
-  <dataset>/prepared                         one prepared dataset per dataset
+  <dataset>/data-<hash>/prepared             one prepared dataset per data block
   <dataset>/<variant>/seed<s>/               a job (genret_jax.pipeline.run_job),
                                              its `prepared` a link to the shared one
   table.md, table.json                       kind=table (genret_jax.report.write_paper_table)
@@ -19,7 +19,7 @@ import pathlib
 import ml_collections
 
 from genret_jax.errors import ConfigError
-from genret_jax.pipeline import common
+from genret_jax.pipeline import common, generative
 
 # dataset name -> (data.source, folder under table.data_root or '').
 DATASETS = {"simulated": ("simulated", ""), "ml-latest-small": ("movielens", "ml-latest-small"),
@@ -82,13 +82,15 @@ def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
   c.lock()
   from genret_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   config_lib.validate(c)
-  shared = os.path.join(workdir, dataset, "prepared")
+  # Seeds and most variants share the data block: prepare each distinct one
+  # once in <dataset>/data-<hash>/prepared and link it into the jobs.
+  shared = generative.run_prepare(
+      c, os.path.join(workdir, dataset, "data-" + common.stamp(c.data)[:12]))
   jobdir = os.path.join(workdir, dataset, sub, f"seed{seed}")
-  os.makedirs(jobdir, exist_ok=True)
   link = os.path.join(jobdir, "prepared")
   if common.is_writer() and not os.path.lexists(link):
+    os.makedirs(jobdir, exist_ok=True)
     os.symlink(os.path.relpath(shared, jobdir), link)
-    os.makedirs(shared, exist_ok=True)
   common.barrier("genret_table_link")
   common.log(f"== {dataset} / {sub} / seed {seed}")
   return pipeline.run_job(c, jobdir, mode)["results"]

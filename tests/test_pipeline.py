@@ -1,0 +1,153 @@
+"""The main job end to end at scale=smoke: results, baselines, analyses, plots, reruns, tables."""
+
+import contextlib
+import io
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from genret_jax import config as config_lib
+from genret_jax import pipeline
+from genret_jax.errors import GenRetError
+from tests import train_tasks
+from tests.conftest import REPO
+
+train_tasks.use_compilation_cache()
+
+
+def _config(rel: str, **overrides):
+  c = config_lib.load_sibling(str(REPO / "x"), rel).get_config()
+  c.scale = "smoke"
+  for key, value in overrides.items():
+    node = c
+    *head, last = key.split(".")
+    for p in head:
+      node = node[p]
+    node[last] = value
+  return config_lib.resolve(c)
+
+
+def _run(fn, *args):
+  out = io.StringIO()
+  t0 = time.time()
+  with contextlib.redirect_stdout(out):
+    value = fn(*args)
+  return value, out.getvalue(), time.time() - t0
+
+
+@pytest.fixture(scope="module")
+def default_job(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("joint"))
+  config = _config("configs/joint.py")
+  job, log, seconds = _run(pipeline.run_job, config, workdir, "all")
+  return config, workdir, job, log, seconds
+
+
+@pytest.mark.slow
+def test_default_job_results(default_job):
+  config, workdir, job, log, _ = default_job
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  assert results == json.loads(json.dumps(job["results"]))
+  tasks = {m: sorted(t) for m, t in results.items()}
+  assert tasks == {"Gen_R": ["rec"], "Gen_S": ["search"], "Gen_R+S": ["rec", "search"],
+                   "Pop_R": ["rec", "search"], "Pop_S": ["rec", "search"],
+                   "BM25": ["search"], "SASRec": ["rec"]}
+  ks = tuple(config.eval.ks)
+  for model, per_task in results.items():
+    for task, m in per_task.items():
+      recalls = [m[f"recall@{k}"] for k in ks]
+      assert all(0.0 <= r <= 1.0 for r in recalls), (model, task)
+      assert recalls == sorted(recalls), (model, task)          # recall@k grows with k
+      assert all(m[f"ndcg@{k}"] <= m[f"recall@{k}"] + 1e-9 for k in ks)
+  for model in ("Gen_R", "Gen_S", "Gen_R+S"):
+    for task in results[model]:
+      assert results[model][task]["invalid_id_rate"] == 0.0     # constrained decoding
+  md = open(os.path.join(workdir, "results.md")).read()
+  assert "| Gen_R+S | rec |" in md and "| Gen_R+S | search |" in md
+  assert "| SASRec | rec |" in md and "## H1" in md and "## H2" in md
+  for png in ("h1_rec.png", "h1_search.png", "h2_tsne.png"):
+    with open(os.path.join(workdir, "plots", png), "rb") as f:
+      assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+  analysis = job["analysis"]
+  assert sorted(analysis["h1"]["rec"]["models"]) == ["Gen_R", "Gen_R+S"]
+  assert sorted(analysis["h1"]["search"]["models"]) == ["Gen_R+S", "Gen_S"]
+  assert sorted(analysis["h2"]["models"]) == ["Gen_R", "Gen_R+S", "Gen_S"]
+  # Predictions saved for H1 are the decoded ranked lists: recall@1 recomputed from them.
+  z = np.load(os.path.join(workdir, "models", "joint", "predictions_rec.npz"))
+  assert z["items"].shape == (len(z["targets"]), max(ks))
+  assert np.mean(z["items"][:, 0] == z["targets"]) == pytest.approx(
+      results["Gen_R+S"]["rec"]["recall@1"])
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_step(default_job):
+  config, workdir, job, _, first = default_job
+  again, log, seconds = _run(pipeline.run_job, config, workdir, "all")
+  for what in ("reusing prepared dataset", "ids: reusing", "eval rec_only: reusing",
+               "eval joint: reusing", "baselines: reusing", "analyze: reusing"):
+    assert what in log, what
+  assert again["results"] == job["results"]
+  assert seconds < first / 2, (seconds, first)
+
+
+@pytest.mark.slow
+def test_report_mode_rewrites_from_caches(default_job):
+  config, workdir, _, _, _ = default_job
+  md = os.path.join(workdir, "results.md")
+  before = open(md).read()
+  os.remove(md)
+  _, log, _ = _run(pipeline.run, config, workdir, "report")
+  assert open(md).read() == before
+  assert "eval joint: reusing" in log
+
+
+def test_eval_without_training_is_an_error(tmp_path):
+  config = _config("configs/rec.py", baselines="", analyses="")
+  _run(pipeline.run_job, config, str(tmp_path), "prepare")
+  _run(pipeline.run_job, config, str(tmp_path), "ids")
+  with pytest.raises(GenRetError, match="no checkpoint"):
+    _run(pipeline.run_job, config, str(tmp_path), "eval")
+
+
+@pytest.mark.slow
+def test_paper_table_over_seeds(tmp_path):
+  config = _config("configs/paper/penha.py", **{"table.datasets": "simulated", "table.seeds": 2,
+                                                "baselines": "pop"})
+  _run(pipeline.run, config, str(tmp_path), "all")
+  summary = json.load(open(tmp_path / "table.json"))
+  assert summary["models"] == ["Gen_R", "Gen_S", "Gen_R+S", "Pop_R", "Pop_S"]
+  cell = summary["cells"]["Gen_R+S"]["simulated"]["rec/recall@30"]
+  assert cell["n"] == 2 and cell["reference"] == "Gen_R" and "p_value" in cell
+  seeds = [json.load(open(tmp_path / "simulated" / "base" / f"seed{s}" / "results.json"))
+           for s in (0, 1)]
+  assert cell["values"] == [r["Gen_R+S"]["rec"]["recall@30"] for r in seeds]
+  md = open(tmp_path / "table.md").read()
+  assert "Recall@30" in md and "| Gen_R+S |" in md
+
+
+@pytest.mark.slow
+def test_sweep_writes_plots(tmp_path):
+  config = _config("configs/paper/sweep_s1.py", **{"table.knob_values": "0,2", "table.seeds": 1,
+                                                   "models": "joint"})
+  _run(pipeline.run, config, str(tmp_path), "all")
+  blob = json.load(open(tmp_path / "sweep_rec_recall@30.json"))
+  assert [p["x"] for p in blob["models"]["Gen_R+S"]] == [0.0, 2.0]
+  assert os.path.getsize(tmp_path / "sweep_search_recall@30.png") > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rel,tasks", [("configs/gensar.py", ["rec", "search"]),
+                                       ("configs/tiger.py", ["rec"])])
+def test_semantic_id_configs_on_the_simulator(tmp_path, rel, tasks):
+  config = _config(rel, **{"data.source": "simulated", "data.path": "", "baselines": "pop"})
+  job, _, _ = _run(pipeline.run_job, config, str(tmp_path), "all")
+  name = "GenSAR" if "gensar" in rel else "Gen_R"
+  assert sorted(job["results"][name]) == tasks
+  for m in job["results"][name].values():
+    if config.eval.protocol == "both":
+      assert 0.0 <= m["sampled_hr@1"] <= m["sampled_hr@10"] <= 1.0
+    assert 0.0 <= m[f"recall@{max(config.eval.ks)}"] <= 1.0
