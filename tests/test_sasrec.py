@@ -40,6 +40,10 @@ def test_metrics_from_ranks_exact():
   m = ranking.metrics_from_ranks(np.array([0, 1, 4, 20]), (1, 5))
   assert m["recall@1"] == 0.25 and m["recall@5"] == 0.75
   assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(3) + 1 / np.log2(6)) / 4)
+  # A target tied with 3 others right after 3 better items: positions 3..6 equally likely.
+  t = ranking.metrics_from_ranks(np.array([3]), (5,), np.array([3]))
+  assert t["recall@5"] == pytest.approx(2 / 4)
+  assert t["ndcg@5"] == pytest.approx((1 / np.log2(5) + 1 / np.log2(6)) / 4)
 
 
 def test_popularity_ranks_by_train_counts():
@@ -48,8 +52,9 @@ def test_popularity_ranks_by_train_counts():
   split = leave_one_out(ev)
   scores = popularity.popularity_scores(ev, split, 4)
   np.testing.assert_array_equal(scores, [0, 0, 3, 0])   # (0,1) VALID, (0,0) TEST, (1,3) TEST
-  m = popularity.evaluate(scores, np.array([2, 0]), (1,))
-  assert m["recall@1"] == 0.5
+  m = popularity.evaluate(scores, np.array([2, 0]), (1, 2))
+  assert m["recall@1"] == 0.5                                # item 2 first; item 0 tied x3
+  assert m["recall@2"] == pytest.approx((1 + 1 / 3) / 2)
 
 
 def test_batched_ranks_equals_numpy_reference():
@@ -58,10 +63,14 @@ def test_batched_ranks_equals_numpy_reference():
   queries = rng.normal(size=(11, 7)).astype(np.float32)
   targets = rng.integers(30, size=11).astype(np.int32)
   fn = ranking.make_rank_fn(lambda p, x: x @ p.T)
-  ranks = ranking.batched_ranks(fn, table, queries, targets, batch_size=4)
+  above, ties = ranking.batched_ranks(fn, table, queries, targets, batch_size=4)
   s = queries @ table.T
   ref = (s > s[np.arange(11), targets][:, None]).sum(1)
-  np.testing.assert_array_equal(ranks, ref)
+  np.testing.assert_array_equal(above, ref)
+  np.testing.assert_array_equal(ties, 0)
+  above, ties = ranking.batched_ranks(fn, np.ones((30, 7), np.float32), queries, targets)
+  np.testing.assert_array_equal(above, 0)
+  np.testing.assert_array_equal(ties, 29)
 
 
 def test_sasrec_learns_a_sequential_pattern_and_rejects_bad_config():

@@ -18,7 +18,9 @@ def popularity_scores(events: Events, split: np.ndarray, num_items: int) -> np.n
 
 
 def evaluate(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-  """Full-ranking metrics of a fixed score vector for every target item."""
+  """Full-ranking metrics of a fixed score vector for every target item
+  (equal counts are ties: expected metrics over their orders)."""
   ordered = np.sort(scores)
-  ranks = len(scores) - np.searchsorted(ordered, scores[targets], side="right")
-  return ranking.metrics_from_ranks(ranks, ks)
+  right = np.searchsorted(ordered, scores[targets], side="right")
+  left = np.searchsorted(ordered, scores[targets], side="left")
+  return ranking.metrics_from_ranks(len(scores) - right, ks, right - left - 1)

@@ -139,8 +139,8 @@ def _rank_fn(model: SASRec):
 def evaluate(model: SASRec, params, histories: np.ndarray, targets: np.ndarray,
              ks: Sequence[int], batch_size: int = 256) -> dict[str, float]:
   """Full-catalog Recall@K / NDCG@K of next-item prediction (compiled once per model)."""
-  ranks = ranking.batched_ranks(_rank_fn(model), params, histories, targets, batch_size)
-  return ranking.metrics_from_ranks(ranks, ks)
+  above, ties = ranking.batched_ranks(_rank_fn(model), params, histories, targets, batch_size)
+  return ranking.metrics_from_ranks(above, ks, ties)
 
 
 def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int = 64,
