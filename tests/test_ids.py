@@ -196,6 +196,7 @@ def test_run_ids_mode_on_simulated_data(tmp_path):
   assert (tmp_path / "ids" / "rq_kmeans" / "ids.npz").is_file()
 
 
+@pytest.mark.slow
 def test_rq_kmeans_on_movielens_small(tmp_path, movielens_dir):
   c = _config("rq_kmeans")
   c.data.update(source="movielens", path=str(movielens_dir))

@@ -132,6 +132,7 @@ def test_rq_vae_deterministic_and_error_falls_with_levels():
   assert a.losses[-1] < a.losses[0]
 
 
+@pytest.mark.slow
 def test_gensar_shared_codes_and_collision_rounds():
   rng = np.random.default_rng(0)
   xs = _blobs(n=300, d=10, centers=8, seed=4)
