@@ -114,6 +114,11 @@ class HuggingFace:
         dropout_rate=t5.dropout_rate, feed_forward_proj="gated-gelu",
         tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     self.model = transformers.T5ForConditionalGeneration(hf_config)
+    # transformers 5 ties the head despite tie_word_embeddings=False: untie it
+    # by hand (a distinct lm_head, as in T5 v1.1 / Flan-T5 and in our model).
+    self.model.lm_head.weight = torch.nn.Parameter(
+        torch.randn(t5.vocab_size, t5.emb_dim) * t5.emb_dim ** -0.5)
+    self.model.config.tie_word_embeddings = False
     self.model.train()
     self.num_params = sum(p.numel() for p in self.model.parameters())
     self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.01)
