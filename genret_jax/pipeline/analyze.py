@@ -3,7 +3,8 @@
   H1 (per task): popularity (TRAIN counts of that task) of each model's
     top-`analysis.h1_top_k` predictions vs the targets': smoothed KL and a
     calibration plot `plots/h1_<task>.png`.
-  H2: the ID-token embedding rows of each model vs content (TF-IDF) and
+  H2: the ID-token vectors of each model (output-head columns, or embedding
+    rows when tied; `generative.id_embeddings`) vs content (TF-IDF) and
     co-occurrence (TRAIN sequences) neighbours; t-SNE `plots/h2_tsne.png`
     coloured by TRAIN rec popularity, one panel per model.
 """

@@ -237,15 +237,22 @@ def id_embeddings(ctx: Context, label: str, mconfig: ml_collections.ConfigDict
                   ) -> dict[str, np.ndarray]:
   """float32[N, d] item representations of one model per ID table ('rec' / 'search').
 
-  Row i is the mean of the input-embedding rows of item i's ID tokens (one
-  token for atomic IDs).
+  Row i is the mean over item i's ID tokens (one for atomic IDs) of the
+  vector that scores the token: the output-head column (`decoder/logits_dense`
+  kernel) when the head is untied, else the shared embedding row. (With an
+  untied head the input-embedding row of an atomic ID is only fed back to
+  predict EOS and barely moves from its initialisation.)
   """
   from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   reg = ctx.registered(mconfig)
   vocab = reg["vocabulary"]
   _, params, _ = trainer.restore_params(mconfig, common.model_dir(ctx.workdir, label),
                                         vocab.vocab_size)
-  table = np.asarray(params["token_embedder"]["embedding"], np.float32)
+  head = params.get("decoder", {}).get("logits_dense")
+  if head is not None:
+    table = np.asarray(head["kernel"], np.float32).T          # [vocab, d]
+  else:
+    table = np.asarray(params["token_embedder"]["embedding"], np.float32)
   out = {}
   for role in ("rec", "search"):
     ids = ctx.ids.rec if role == "rec" else ctx.ids.search
