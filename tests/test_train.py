@@ -115,6 +115,7 @@ def _run(tmp_path, name, devices=None, model=None, **overrides):
                              mixture_name=TASK, devices=devices)
 
 
+@pytest.mark.slow
 def test_one_device_and_2x4_mesh_give_the_same_steps(tmp_path):
   one = _run(tmp_path, "one", devices=jax.devices()[:1])
   mesh = _run(tmp_path, "mesh")
