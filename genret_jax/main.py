@@ -9,6 +9,7 @@ output already exists for the same config).
 
 from __future__ import annotations
 
+import re
 import sys
 
 from absl import app, flags, logging
@@ -61,9 +62,15 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     print(f"error: {e}", file=sys.stderr)
   except (KeyError, AttributeError) as e:
-    key = next((a.split("=", 1)[0][len("--config."):] for a in argv
-                if a.startswith("--config.") and str(e).strip("\"'") in a), str(e))
-    print(f"error: unknown config key config.{key}", file=sys.stderr)
+    # ml_collections names only the last path component, maybe with a hint.
+    text = str(e).replace("\\'", "'").replace("\\n", "\n")
+    name = re.search(r"'([A-Za-z0-9_]+)'", text)
+    hint = re.search(r"Did you mean \"([^\"]+)\"", text)
+    overrides = [a.split("=", 1)[0][len("--config."):] for a in argv if a.startswith("--config.")]
+    key = next((o for o in overrides if name and name.group(1) in o.split(".")),
+               name.group(1) if name else text)
+    suffix = f" (did you mean {hint.group(1)}?)" if hint else ""
+    print(f"error: unknown config key config.{key}{suffix}", file=sys.stderr)
   except Exception as e:  # pylint: disable=broad-except
     print(f"error: cannot load --config={flags.FLAGS['config'].config_filename}: "
           f"{' '.join(str(e).split())}", file=sys.stderr)

@@ -18,6 +18,8 @@ def _main(tmp_path, *args):
 @pytest.mark.parametrize("override,expected", [
     ("--config.data.bogus=1", "error: unknown config key config.data.bogus"),
     ("--config.nosuchblock.x=1", "error: unknown config key config.nosuchblock.x"),
+    ("--config.vocab.sp_modell=x",
+     "error: unknown config key config.vocab.sp_modell (did you mean sp_model?)"),
     ("--config.data.max_history=abc", "--config.data.max_history=abc"),
 ])
 def test_bad_override_is_one_line_error(tmp_path, override, expected):
