@@ -66,13 +66,8 @@ def feature_lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
   """The T5 of `config.model` for a vocabulary of `vocab_size` tokens."""
-  from genret_jax.model import network  # pylint: disable=g-import-not-at-top
-  dtypes = {"float32": "float32", "bfloat16": "bfloat16"}
-  if config.model.dtype not in dtypes:
-    raise ConfigError("model.dtype", f"{config.model.dtype!r} is not float32 or bfloat16")
-  return network.Transformer(network.t5_config(
-      config.model.size, vocab_size, dtype=jnp.dtype(config.model.dtype),
-      dropout_rate=float(config.model.dropout_rate)))
+  from genret_jax.model import builder, network  # pylint: disable=g-import-not-at-top
+  return network.Transformer(builder.t5_config_from_block(config.model, vocab_size))
 
 
 def _mesh_and_rules(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
@@ -106,10 +101,18 @@ class _Evaluator:
             "eval_tokens": t["weight"], "eval_examples": t["sequences"]}
 
 
-def _model_and_init(config: ml_collections.ConfigDict, vocab_size: int) -> tuple[nn.Module, Any]:
+def model_and_init(config: ml_collections.ConfigDict, vocab_size: int
+                   ) -> tuple[nn.Module, Any]:
+  """(model, initial params or None for a random init).
+
+  With `config.model.hf_checkpoint` set, the network's dimensions and initial
+  parameters come from that Hugging Face T5 directory, its vocabulary resized
+  to `vocab_size` (see `genret_jax.model.builder.load_pretrained`).
+  """
   if config.model.hf_checkpoint:
-    from genret_jax.train import hf_init  # pylint: disable=g-import-not-at-top
-    return hf_init.load(config, vocab_size)
+    from genret_jax.model import builder, network  # pylint: disable=g-import-not-at-top
+    cfg, params, _ = builder.load_pretrained(config.model, vocab_size, int(config.train.seed))
+    return network.Transformer(cfg), params
   return build_model(config, vocab_size), None
 
 
@@ -119,9 +122,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, mixture_name: str,
 
   With `config.model.hf_checkpoint` set, the network's dimensions and initial
   parameters come from that Hugging Face T5 directory, its vocabulary grown to
-  `vocab_size` (see `hf_init.load`). See `train_model` for the returned summary.
+  `vocab_size` (see `model_and_init`). See `train_model` for the returned summary.
   """
-  model, init_params = _model_and_init(config, vocab_size)
+  model, init_params = model_and_init(config, vocab_size)
   return train_model(config, workdir, model, mixture_name=mixture_name, init_params=init_params,
                      hooks=hooks)
 
@@ -250,7 +253,7 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, vocab_size: 
   by the model's logical axis rules; the model is the one `train` built (from
   `model.hf_checkpoint` when set). Raises GenRetError when there is none.
   """
-  model, _ = _model_and_init(config, vocab_size)
+  model, _ = model_and_init(config, vocab_size)
   mesh, rules = _mesh_and_rules(config, devices)
   lengths = feature_lengths(config)
   abstract, _ = state_lib.state_shardings(model, optim.make_optimizer(config.train), mesh,
