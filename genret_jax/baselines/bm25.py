@@ -28,10 +28,10 @@ from typing import Sequence
 import bm25s
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import digamma
 
 from genret_jax.analysis.topk import tie_ranks, topk_rows
 from genret_jax.data.schema import Catalog
+from genret_jax.evaluation import metrics as metrics_lib
 from genret_jax.evaluation.metrics import per_query_metrics
 
 
@@ -172,36 +172,6 @@ def target_tie_counts(index: BM25Index, queries: Sequence[str], targets: np.ndar
   return greater, equal
 
 
-def tie_expected_metrics(greater: np.ndarray, equal: np.ndarray,
-                         ks: Sequence[int]) -> dict[str, np.ndarray]:
-  """Per-query metrics of one target whose tie group is [greater, greater + equal).
-
-  The expectation over all orders of the tie group (the rule of
-  `evaluation.metrics`, McSherry & Najork 2008): the target is at each
-  position of its group with probability 1 / equal. Equal to
-  `per_query_metrics` on the complete ranked list with tie `ranks` (tested).
-
-  Returns:
-    {'recall@K', 'hr@K', 'ndcg@K', 'mrr'} -> float64[Q].
-  """
-  s = np.asarray(greater, np.int64)
-  g = np.asarray(equal, np.int64)
-  if (g < 1).any() or (s < 0).any():
-    raise ValueError("bm25: tie counts need greater >= 0 and equal >= 1")
-  kmax = max(int(k) for k in ks)
-  disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(kmax) + 2.0))])
-  out = {}
-  for k in ks:
-    k = int(k)
-    hit = np.clip(k - s, 0, g) / g
-    out[f"recall@{k}"] = hit
-    out[f"hr@{k}"] = hit.copy()
-    out[f"ndcg@{k}"] = (disc[np.minimum(s + g, k)] - disc[np.minimum(s, k)]) / g
-  # mean of 1 / (p + 1) over p in [s, s + g): (H(s + g) - H(s)) / g, H(n) = psi(n + 1) + gamma.
-  out["mrr"] = (digamma(s + g + 1.0) - digamma(s + 1.0)) / g
-  return out
-
-
 def bm25_baseline(catalog: Catalog, queries: Sequence[str], targets: np.ndarray,
                   ks: Sequence[int], candidates: np.ndarray | None = None, *,
                   k1: float = 1.5, b: float = 0.75, ties: str = "expected", seed: int = 0,
@@ -211,7 +181,7 @@ def bm25_baseline(catalog: Catalog, queries: Sequence[str], targets: np.ndarray,
   Ties matter for BM25: on Amazon Beauty (category-path queries) 99.8% of
   test queries have several items tied at the 30th score. `ties`:
     'expected' — each metric is its expectation over all orders of the
-      target's tie group (`tie_expected_metrics`); no seed dependence.
+      target's tie group (`evaluation.metrics.tie_group_metrics`); no seed dependence.
     'random'   — one ranked list with ties broken by the `seed` permutation
       (`retrieve`), scored by `evaluation.metrics.per_query_metrics`.
 
@@ -241,7 +211,7 @@ def bm25_baseline(catalog: Catalog, queries: Sequence[str], targets: np.ndarray,
   index = build_index(catalog.texts(), k1=k1, b=b, seed=seed)
   candidates = _check_candidates(index, candidates, len(queries))
   if ties == "expected":
-    pq = tie_expected_metrics(*target_tie_counts(index, queries, targets, candidates), ks)
+    pq = metrics_lib.tie_group_metrics(*target_tie_counts(index, queries, targets, candidates), ks)
   else:
     width = index.num_items if candidates is None else candidates.shape[1]
     items = retrieve(index, queries, min(max(ks), width), candidates)

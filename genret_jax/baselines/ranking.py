@@ -13,28 +13,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genret_jax.evaluation import metrics as metrics_lib
+
 
 def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int],
                        ties: np.ndarray | None = None) -> dict[str, float]:
-  """{'recall@k', 'ndcg@k'} means over examples.
+  """{'recall@k', 'hr@k', 'ndcg@k', 'mrr'} means over examples (0.0 when there are none).
 
   Args:
     ranks: int[E], items scored strictly higher than the target.
     ties: int[E], other items with exactly the target's score (default none).
   """
   ranks = np.asarray(ranks, np.int64)
+  if not ranks.size:
+    return {**{f"{m}@{k}": 0.0 for m in ("recall", "hr", "ndcg") for k in ks}, "mrr": 0.0}
   ties = np.zeros_like(ranks) if ties is None else np.asarray(ties, np.int64)
-  out = {}
-  for k in ks:
-    if not ranks.size:
-      out[f"recall@{k}"] = out[f"ndcg@{k}"] = 0.0
-      continue
-    # gains[p] = sum over positions q < p (q < k) of 1 / log2(q + 2).
-    gains = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])
-    lo, hi = np.minimum(ranks, k), np.minimum(ranks + ties + 1, k)
-    out[f"recall@{k}"] = float(((hi - lo) / (ties + 1.0)).mean())
-    out[f"ndcg@{k}"] = float(((gains[hi] - gains[lo]) / (ties + 1.0)).mean())
-  return out
+  per_query = metrics_lib.tie_group_metrics(ranks, ties + 1, ks)
+  return {name: float(v.mean()) for name, v in per_query.items()}
 
 
 def make_rank_fn(score_fn: Callable[[Any, jax.Array], jax.Array]) -> Callable:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 
 def _log_comb(n, k):
@@ -155,4 +155,36 @@ def sample_negatives(num_items: int, positives: np.ndarray, num_negatives: int,
     keys[np.arange(pos.shape[0]), pos] = -np.inf
     out[lo:lo + chunk, 1:] = np.argpartition(-keys, num_negatives - 1,
                                              axis=1)[:, :num_negatives]
+  return out
+
+
+def tie_group_metrics(greater: np.ndarray, equal: np.ndarray,
+                         ks: Sequence[int]) -> dict[str, np.ndarray]:
+  """Per-query metrics of one target whose tie group is [greater, greater + equal).
+
+  For scorers that give every item a score (BM25, popularity, SASRec): from the
+  number of items scored above the target (`greater`) and the size of its tie
+  group including itself (`equal`), the expectation over all orders of the tie
+  group (McSherry & Najork 2008): the target is at each position of its group
+  with probability 1 / equal. Equal to `per_query_metrics` on the complete
+  ranked list with tie `ranks` (tested).
+
+  Returns:
+    {'recall@K', 'hr@K', 'ndcg@K', 'mrr'} -> float64[Q].
+  """
+  s = np.asarray(greater, np.int64)
+  g = np.asarray(equal, np.int64)
+  if (g < 1).any() or (s < 0).any():
+    raise ValueError("tie counts need greater >= 0 and equal >= 1")
+  kmax = max(int(k) for k in ks)
+  disc = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(kmax) + 2.0))])
+  out = {}
+  for k in ks:
+    k = int(k)
+    hit = np.clip(k - s, 0, g) / g
+    out[f"recall@{k}"] = hit
+    out[f"hr@{k}"] = hit.copy()
+    out[f"ndcg@{k}"] = (disc[np.minimum(s + g, k)] - disc[np.minimum(s, k)]) / g
+  # mean of 1 / (p + 1) over p in [s, s + g): (H(s + g) - H(s)) / g, H(n) = psi(n + 1) + gamma.
+  out["mrr"] = (digamma(s + g + 1.0) - digamma(s + 1.0)) / g
   return out
