@@ -20,6 +20,14 @@ from genret_jax.ids.types import IdTable
 _candidate_set = jax.jit(cand_lib.candidate_set)
 
 
+def _to_host(a: jax.Array) -> np.ndarray:
+  """The whole array on this host; across processes, gathered from every one."""
+  if getattr(a, "is_fully_addressable", True):
+    return np.asarray(a)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+
 def _batches(n: int, batch: int):
   for lo in range(0, n, batch):
     yield lo, min(lo + batch, n)
@@ -62,7 +70,7 @@ def generate_items(model, params: Any, inputs: np.ndarray, constraint_fn, *,
       if mesh is not None:
         x = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data")))
       out = model_decode.search_jit(model, params, x, constraint_fn(lo, hi, pad), **kwargs)
-      outs.append(jax.tree.map(lambda a, n=hi - lo: np.asarray(a)[:n], out))
+      outs.append(jax.tree.map(lambda a, n=hi - lo: _to_host(a)[:n], out))
   cat = lambda name: np.concatenate([getattr(o, name) for o in outs])
   return {name: cat(name) for name in ("items", "scores", "ranks", "beam_leaves",
                                         "beam_scores")}
