@@ -270,6 +270,41 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
                 enable_dropout=False, decode=True, mutable=["cache"], method=model.decode)
 
 
+def test_beams_share_projected_cross_kv(tiny):
+  """init_cache(beams=K): K decoder rows per query read one copy of its cross K/V
+  and give the same logits as K repeated encoder rows."""
+  model, params = tiny.model, tiny.params
+  enc, dec_in, targets = _batch(np.random.default_rng(7))
+  enc[1, 4:] = 0
+  k = 3
+  encoded = tiny.encode(params, enc)
+  shared = network.init_cache(model, B * k, T, S, params=params, encoded=encoded,
+                              encoder_input_tokens=enc, beams=k)
+  cross = shared["decoder"]["layers_0"]["encoder_decoder_attention"]
+  assert cross["projected_key"].shape == (B, 4, S, 8)   # once per query, not per beam
+  assert shared["decoder"]["layers_0"]["self_attention"]["cached_key"].shape == (B * k, 4, T, 8)
+  rep_enc, rep_encoded = np.repeat(enc, k, axis=0), jnp.repeat(encoded, k, axis=0)
+  repeated = network.init_cache(model, B * k, T, S, params=params, encoded=rep_encoded,
+                                encoder_input_tokens=rep_enc)
+  rng = np.random.default_rng(8)
+  tokens = rng.integers(1, 50, size=(T, B * k, 1)).astype(np.int32)  # beams diverge
+
+  def run(cache, encoded, enc):
+    def step(cache, token):
+      logits, mutated = model.apply({"params": params, "cache": cache}, encoded, enc, token,
+                                    token, enable_dropout=False, decode=True,
+                                    mutable=["cache"], method=model.decode)
+      return mutated["cache"], logits[:, 0]
+    return jax.lax.scan(step, cache, tokens)[1]
+
+  got = jax.jit(run)(shared, encoded, enc)
+  want = jax.jit(run)(repeated, rep_encoded, rep_enc)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  with pytest.raises(ValueError, match="not a multiple of beams"):
+    network.init_cache(model, B * k + 1, T, S, params=params, encoded=encoded,
+                       encoder_input_tokens=enc, beams=k)
+
+
 def test_cache_take_reorders_sequences(tiny):
   model, params = tiny.model, tiny.params
   enc, dec_in, _ = _batch(np.random.default_rng(10))

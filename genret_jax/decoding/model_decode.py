@@ -1,10 +1,12 @@
 """Beam search with our T5 (`genret_jax.model.network.Transformer`).
 
-The encoder runs once per query; its output is repeated K times (the K beams
-of a query are contiguous, matching `beam_search`), the decoder runs one
-token per step with its KV cache of batch B*K, and `beam_search` gathers the
-cache by beam index each step. The scalar `cache_index` leaves are shared by
-all beams and left untouched by the gather.
+The encoder runs once per query and each decoder layer projects its output
+to cross-attention keys/values once, [B, H, S, D], shared by the query's K
+beams (contiguous, matching `beam_search`); nothing is repeated K times. The
+decoder runs one token per step with a self-attention KV cache of batch B*K,
+which `beam_search` gathers by beam index each step; the per-query cross
+keys/values (leading dim B) and the scalar `cache_index` leaves are left
+untouched by the gather.
 """
 
 from __future__ import annotations
@@ -40,14 +42,15 @@ def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.A
   steps = int(constraint.prefix_tokens.shape[0]) + len(constraint.levels)
   encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                          method=network.Transformer.encode)
-  encoded = jnp.repeat(encoded, k, axis=0)
-  enc_tokens = jnp.repeat(encoder_input_tokens, k, axis=0)
-  cache = network.init_cache(module, b * k, steps, s)
+  # The cross-attention keys/values are projected once per query and shared
+  # by its K beams (see network.init_cache); beam gathers leave them alone.
+  cache = network.init_cache(module, b * k, steps, s, params=params, encoded=encoded,
+                             encoder_input_tokens=encoder_input_tokens, beams=k)
 
   def tokens_to_logits(state: bs.DecodingState):
     tok = state.cur_token[:, None]
     logits, variables = module.apply(
-        {"params": params, "cache": state.cache}, encoded, enc_tokens, tok,
+        {"params": params, "cache": state.cache}, encoded, encoder_input_tokens, tok,
         jnp.ones_like(tok), enable_dropout=False, decode=True, mutable=["cache"],
         method=network.Transformer.decode)
     return logits[:, 0], variables["cache"]

@@ -16,7 +16,11 @@ Cross-attention may also keep the projected encoder keys/values
 (`projected_key`, `projected_value` dtype[B, H, S, D]) in the cache, so cached
 steps do not re-project the encoder output every token. They are stored when
 the cache is built by `module.apply` (not `module.init`) with real encoder
-states; whether they exist is static (pytree structure).
+states; whether they exist is static (pytree structure). Beam search keeps
+them once per query: with queries of batch B*K against projected keys of
+batch B, the K contiguous rows of a query share its keys/values (the K query
+rows become K query positions of one batched matmul), so neither the
+projection nor the keys/values are repeated per beam.
 """
 
 from __future__ import annotations
@@ -159,6 +163,8 @@ class MultiHeadDotProductAttention(nn.Module):
     if use_projected:  # cached decoding step: the encoder K/V were projected once
       key = self.get_variable("cache", "projected_key")
       value = self.get_variable("cache", "projected_value")
+      if key.shape[0] != query.shape[0]:
+        return self._out(_shared_kv_attention(query, key, value, mask, bias, self.dtype), embed)
     else:
       key = project("key", self.kernel_init, inputs_kv)
       value = project("value", self.kernel_init, inputs_kv)
@@ -200,8 +206,33 @@ class MultiHeadDotProductAttention(nn.Module):
       dropout_rng = self.make_rng("dropout")
     x = dot_product_attention(query, key, value, bias, dropout_rng, self.dropout_rate,
                               deterministic, self.dtype)
+    return self._out(x, embed)
+
+  def _out(self, x: Array, embed: int) -> Array:
+    """Heads-major dtype[B, H, Q, D] -> output projection dtype[B, Q, E]."""
     x = jnp.swapaxes(x, 1, 2)  # [B, Q, H, D]
-    out = layers.DenseGeneral(embed, axis=(-2, -1), dtype=self.dtype,
-                              kernel_init=self.kernel_init, kernel_axes=("heads", "kv", "embed"),
-                              name="out")(x)
-    return out
+    return layers.DenseGeneral(embed, axis=(-2, -1), dtype=self.dtype,
+                               kernel_init=self.kernel_init, kernel_axes=("heads", "kv", "embed"),
+                               name="out")(x)
+
+
+def _shared_kv_attention(query: Array, key: Array, value: Array, mask: Array | None,
+                         bias: Array | None, dtype: jnp.dtype) -> Array:
+  """Attention of R contiguous query rows per key row (beams sharing an encoder output).
+
+  query [B*R, H, Q, D]; key/value [B, H, S, D]; mask/bias broadcastable to
+  [B, H, 1, S] (per key row: the same for all R rows) -> dtype[B*R, H, Q, D].
+  The R rows are folded into the query length, so the products stay batched
+  matmuls over (B, H) and the keys/values are read once per key row.
+  """
+  b, h, s, d = key.shape
+  r, q = query.shape[0] // b, query.shape[2]
+  if query.shape[0] != b * r:
+    raise ValueError(f"query batch {query.shape[0]} is not a multiple of key batch {b}")
+  for name, m in (("mask", mask), ("bias", bias)):
+    if m is not None and (m.shape[0] not in (1, b) or m.shape[2] != 1):
+      raise ValueError(f"{name} {m.shape} must be per key row ([{b}|1, H|1, 1, {s}])")
+  folded = query.reshape(b, r, h, q, d).transpose(0, 2, 1, 3, 4).reshape(b, h, r * q, d)
+  x = dot_product_attention(folded, key, value, combine_biases(mask_to_bias(mask, dtype), bias),
+                            None, 0.0, True, dtype)
+  return x.reshape(b, h, r, q, d).transpose(0, 2, 1, 3, 4).reshape(b * r, h, q, d)

@@ -269,9 +269,8 @@ class Transformer(nn.Module):
     if cached_step:
       # Every cached position is a real token; each layer's cache masks the future.
       self_mask = None
-      cross_mask = attn.make_attention_mask(jnp.ones_like(decoder_target_tokens) > 0,
-                                            encoder_input_tokens > 0, jnp.logical_and,
-                                            dtype=cfg.dtype)
+      # [B_enc, 1, 1, S]: per encoder row, so beams may share projected keys.
+      cross_mask = (encoder_input_tokens > 0)[:, None, None, :].astype(cfg.dtype)
     else:
       self_mask = attn.make_decoder_mask(decoder_target_tokens, cfg.dtype, decoder_segment_ids)
       cross_mask = attn.make_attention_mask(decoder_target_tokens > 0, encoder_input_tokens > 0,
@@ -297,27 +296,31 @@ class Transformer(nn.Module):
 
 def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
                encoder_length: int, *, params: Any = None, encoded: Array | None = None,
-               encoder_input_tokens: Array | None = None) -> Any:
+               encoder_input_tokens: Array | None = None, beams: int = 1) -> Any:
   """A fresh KV cache for `batch_size` sequences of up to `max_decode_length` tokens.
 
   Returns the 'cache' collection: per decoder layer `self_attention/
-  {cached_key, cached_value}` dtype[batch, max_decode_length, H, D] (zeros) and
-  `cache_index` int32[] (0).
+  {cached_key, cached_value}` dtype[batch, H, max_decode_length, D] (zeros)
+  and `cache_index` int32[] (0).
 
   Shape-only (no params): nothing is computed (jax.eval_shape); each cached
   step then projects `encoded` for the cross-attention.
-  With `params`, `encoded` dtype[batch, S, E] and `encoder_input_tokens`
-  int32[batch, S]: the cache also holds each layer's projected cross-attention
-  keys/values (`encoder_decoder_attention/{projected_key, projected_value}`
-  [batch, S, H, D]), computed once here, so steps skip that projection.
-  Steps must then pass the same `encoded` rows (the cache overrides it).
+  With `params`, `encoded` dtype[batch / beams, S, E] and `encoder_input_tokens`
+  int32[batch / beams, S]: the cache also holds each layer's projected
+  cross-attention keys/values (`encoder_decoder_attention/{projected_key,
+  projected_value}` dtype[batch / beams, H, S, D]), computed once here, so
+  steps skip that projection. With beams = K > 1 the decoder rows are K
+  contiguous beams per encoder row and share its keys/values (neither
+  projected nor stored K times). Steps must then pass the same `encoded` and
+  `encoder_input_tokens` rows (batch / beams of them; the cache overrides
+  `encoded`).
 
   Use with `module.apply({'params': p, 'cache': c}, encoded, enc_tokens, tok,
   tok, decode=True, enable_dropout=False, mutable=['cache'],
   method=Transformer.decode)` on one token (int32[batch, 1]) at a time.
   """
-  dec = jnp.ones((batch_size, max_decode_length), jnp.int32)
   if params is None:
+    dec = jnp.ones((batch_size, max_decode_length), jnp.int32)
     enc = jnp.ones((batch_size, encoder_length), jnp.int32)
 
     def _init():
@@ -328,15 +331,25 @@ def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
   if encoded is None or encoder_input_tokens is None:
     raise ValueError("init_cache with params also needs encoded and encoder_input_tokens")
-  if encoded.shape[:2] != (batch_size, encoder_length):
+  if beams < 1 or batch_size % beams:
+    raise ValueError(f"batch_size {batch_size} is not a multiple of beams {beams}")
+  rows = batch_size // beams
+  if encoded.shape[:2] != (rows, encoder_length):
     raise ValueError(f"encoded has shape {encoded.shape}, expected "
-                     f"({batch_size}, {encoder_length}, emb)")
+                     f"({rows}, {encoder_length}, emb)")
   # An apply without a cache creates zero self-attention caches and stores the
   # projected encoder keys/values (its logits are discarded).
+  dec = jnp.ones((rows, max_decode_length), jnp.int32)
   _, mutated = module.apply({"params": params}, encoded, encoder_input_tokens, dec, dec,
                             enable_dropout=False, decode=True, mutable=["cache"],
                             method=Transformer.decode)
-  return mutated["cache"]
+
+  def per_beam(path, x):  # self-attention caches: zeros for every beam
+    if x.ndim and any(getattr(k, "key", None) == "self_attention" for k in path):
+      return jnp.zeros((batch_size,) + x.shape[1:], x.dtype)
+    return x
+
+  return jax.tree_util.tree_map_with_path(per_beam, mutated["cache"])
 
 
 def cache_take(cache: Any, indices: Array) -> Any:
