@@ -122,10 +122,12 @@ class PythonTrieSearch:
   def __init__(self, module, params, beam, vocab):
     self.module, self.params, self.beam, self.vocab = module, params, beam, vocab
 
-    def prepare(params, x):
+    def prepare(params, x, steps):  # the same cache as ours: cross K/V once per query
       enc = module.apply({"params": params}, x, enable_dropout=False,
                          method=network.Transformer.encode)
-      return jnp.repeat(enc, beam, 0), jnp.repeat(x, beam, 0)
+      cache = network.init_cache(module, x.shape[0] * beam, steps, x.shape[1], params=params,
+                                 encoded=enc, encoder_input_tokens=x, beams=beam)
+      return enc, cache
 
     def step(params, enc, x, cache, tok):
       logits, v = module.apply({"params": params, "cache": cache}, enc, x, tok[:, None],
@@ -133,28 +135,25 @@ class PythonTrieSearch:
                                mutable=["cache"], method=network.Transformer.decode)
       return jax.nn.log_softmax(logits[:, 0]), v["cache"]
 
-    def gather(cache, flat):
-      return jax.tree.map(lambda a: a if a.ndim == 0 else a[flat], cache)
+    def gather(cache, flat):  # per-beam leaves only (the cross K/V are per query)
+      return jax.tree.map(lambda a: a[flat] if a.ndim and a.shape[0] == flat.shape[0] else a,
+                          cache)
 
-    self.prepare, self.step, self.gather = jax.jit(prepare), jax.jit(step), jax.jit(gather)
-    self.zero_caches = {}
+    self.prepare = jax.jit(prepare, static_argnums=(2,))
+    self.step, self.gather = jax.jit(step), jax.jit(gather)
 
   def __call__(self, x, allowed_fn, steps, fixed_logprobs=None):
     """Beam search; with fixed_logprobs [steps, B*K, V] the model is not run."""
     k = self.beam
     b = x.shape[0] if fixed_logprobs is None else fixed_logprobs.shape[1] // k
     if fixed_logprobs is None:
-      enc, xk = self.prepare(self.params, x)
-      key = (b * k, steps, x.shape[1])
-      if key not in self.zero_caches:   # built once: init_cache traces the model
-        self.zero_caches[key] = network.init_cache(self.module, *key)
-      cache = self.zero_caches[key]
+      enc, cache = self.prepare(self.params, x, steps)
     scores = np.full((b, k), -1e9, np.float32)
     scores[:, 0] = 0
     seqs = np.zeros((b * k, 1), np.int64)
     for t in range(steps):
       if fixed_logprobs is None:
-        lp, cache = self.step(self.params, enc, xk, cache,
+        lp, cache = self.step(self.params, enc, x, cache,
                               jnp.asarray(seqs[:, -1], jnp.int32))
         lp = np.asarray(lp)
       else:
@@ -283,6 +282,12 @@ def main(argv):
       out = model_decode.search_jit(module, params, x, trie, mode=mode, **kw)
       jax.block_until_ready(out)
       info[f"{name}_compile_seconds"] = time.perf_counter() - t0
+      cost = model_decode.search_jit.lower(module, params, x, trie, mode=mode,
+                                           **kw).compile().cost_analysis()
+      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+      info[f"{name}_gflop"] = float(cost.get("flops", float("nan"))) / 1e9
+      if mode == "constrained":
+        ours_out = out
       if mode == "unconstrained":
         alive = np.isfinite(np.asarray(out.beam_scores))
         info["unconstrained_invalid_rate"] = float(
@@ -302,6 +307,11 @@ def main(argv):
       py = PythonTrieSearch(module, params, k, vocab)
       py(x, fn, steps)   # compile
       info["py_trie_batch_seconds"] = _timed(lambda: py(x, fn, steps)[0], _SLOW.value)
+      # Same model, same search: the best identifier per query must agree.
+      _, py_seqs = py(x, fn, steps)
+      best_py = py_seqs.reshape(b, k, -1)[:, 0, 1:]
+      best_ours = np.asarray(ours_out.sequences)[:, 0]
+      info["py_trie_top1_agreement"] = float((best_py == best_ours).all(1).mean())
       if not _SKIP_HF.value:
         hf = make_hf(vocab)
         hf_generate(hf, x[:2], k, steps, fn)   # warm-up
@@ -344,6 +354,10 @@ def main(argv):
   print("|---:|---|---:|---:|---:|")
   for n, m, qps, ms, s in rows:
     print(f"| {n} | {m} | {qps:.1f} | {ms:.1f} | {s:.3f} |")
+  print()
+  for n, v in per_catalog.items():
+    print(f"catalog {n}: ours {v['ours_gflop']:.1f} GFLOP per batch (XLA cost analysis), "
+          f"{v['ours_gflop'] / v['ours_batch_seconds']:.0f} GFLOP/s achieved")
   print()
   print("| items | table MB | build s | levels | step w/o model ms: ours | python trie "
         "| constraint ms: ours | python trie |")
