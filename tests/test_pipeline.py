@@ -84,6 +84,31 @@ def test_default_job_results(default_job):
 
 
 @pytest.mark.slow
+def test_max_queries_subset_is_shared_by_models_and_baselines(tmp_path):
+  from genret_jax.data import prepared
+  from genret_jax.data.splits import TEST
+  from genret_jax.decoding import config as decoding_config
+  config = _config("configs/joint.py", models="joint", baselines="pop,sasrec", analyses="")
+  config.unlock()
+  config.eval.max_queries = 11
+  job, _, _ = _run(pipeline.run_job, config, str(tmp_path), "all")
+  ds = prepared.load(str(tmp_path / "prepared"))
+  for task, behaviour in (("rec", 0), ("search", 1)):
+    idx = np.flatnonzero((ds.split == TEST) & (ds.events.behaviour == behaviour))
+    want = ds.events.item[idx[decoding_config.query_subset(idx.size, config.eval)]]
+    z = np.load(str(tmp_path / "models" / "joint" / f"predictions_{task}.npz"))
+    np.testing.assert_array_equal(z["targets"], want)   # same queries, same order
+    assert job["results"]["Gen_R+S"][task]["num_queries"] == 11
+    assert job["results"]["Gen_R+S"][task]["num_test_queries"] == idx.size > 11
+    # Pop_R's recall@1 on exactly those queries.
+    counts = np.bincount(ds.events.item[(ds.split == 0) & (ds.events.behaviour == 0)],
+                         minlength=ds.catalog.num_items)
+    top = counts == counts.max()
+    hits = top[want] / top.sum()          # tie-expected recall@1
+    assert job["results"]["Pop_R"][task]["recall@1"] == pytest.approx(hits.mean())
+
+
+@pytest.mark.slow
 def test_rerun_reuses_every_step(default_job):
   config, workdir, job, _, first = default_job
   again, log, seconds = _run(pipeline.run_job, config, workdir, "all")

@@ -148,11 +148,12 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
                  dropout: float = 0.2, loss: str = "bce", epochs: int = 30,
                  batch_size: int = 128, learning_rate: float = 1e-3, eval_every: int = 5,
                  ks: Sequence[int] = (5, 10, 20), seed: int = 0, all_windows: bool = True,
-                 verbose: bool = False) -> SASRecResult:
+                 test_rows: np.ndarray | None = None, verbose: bool = False) -> SASRecResult:
   """Trains SASRec on TRAIN rec events; selects by VALID NDCG@max(ks); tests on TEST.
 
   all_windows: train on every max_len window of each history (see
   sequences.train_sequences), not only the last one.
+  test_rows: int[Q], the TEST rec events (in event order) to evaluate; all when None.
   """
   if loss not in ("bce", "softmax"):
     raise ConfigError("ids.sasrec.loss", f"must be bce or softmax, got {loss!r}")
@@ -184,6 +185,8 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
   if not valid_y.size:
     best = params
   test_x, test_y = sequences.eval_examples(events, split, TEST, max_len)
+  if test_rows is not None:
+    test_x, test_y = test_x[test_rows], test_y[test_rows]
   test = evaluate(model, best, test_x, test_y, ks)
   table = np.asarray(best["params"]["item_emb"]["embedding"][1:], np.float32)
   return SASRecResult(best, table, history, best_epoch, test)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from genret_jax.errors import ConfigError
 
@@ -28,6 +29,9 @@ def eval_config() -> ml_collections.ConfigDict:
   c.num_negatives = 99        # sampled protocol: negatives per query (+ the positive)
   c.negatives_seed = 0
   c.best_metric = "recall@10"  # validation metric that selects the best checkpoint
+  c.max_queries = 0           # test queries per task (a seeded random subset shared by
+                              # every model and baseline); 0 = all
+  c.queries_seed = 0
   return c
 
 
@@ -53,9 +57,25 @@ def validate(decode: ml_collections.ConfigDict, evaluation: ml_collections.Confi
     raise ConfigError("eval.ks", f"must be positive integers, got {ks}")
   if evaluation.protocol not in PROTOCOLS:
     raise ConfigError("eval.protocol", f"{evaluation.protocol!r} is not one of {PROTOCOLS}")
+  if evaluation.max_queries < 0:
+    raise ConfigError("eval.max_queries", f"must be >= 0, got {evaluation.max_queries}")
   if evaluation.num_negatives < 1:
     raise ConfigError("eval.num_negatives", f"must be >= 1, got {evaluation.num_negatives}")
   names = {"mrr"} | {f"{m}@{k}" for m in ("recall", "hr", "ndcg") for k in ks}
   if evaluation.best_metric not in names:
     raise ConfigError("eval.best_metric",
                       f"{evaluation.best_metric!r} is not one of {sorted(names)}")
+
+
+def query_subset(num_queries: int, evaluation: ml_collections.ConfigDict) -> np.ndarray:
+  """Sorted int64 indices of the test queries to evaluate (all when max_queries is 0).
+
+  A function of (num_queries, eval.max_queries, eval.queries_seed) only, so the
+  generative models and the baselines, which list a task's test events in the
+  same order, evaluate the same queries.
+  """
+  limit = int(evaluation.max_queries)
+  if limit <= 0 or num_queries <= limit:
+    return np.arange(num_queries)
+  rng = np.random.default_rng([int(evaluation.queries_seed), num_queries])
+  return np.sort(rng.choice(num_queries, size=limit, replace=False))

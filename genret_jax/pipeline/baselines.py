@@ -33,6 +33,7 @@ def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """{model: {task: {metric: value}}} of `config.baselines` (stamped cache)."""
   from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
   from genret_jax.data.splits import TEST  # pylint: disable=g-import-not-at-top
+  from genret_jax.decoding import config as decoding_config  # pylint: disable=g-import-not-at-top
   wanted = names(config)
   if not wanted:
     return {}
@@ -40,7 +41,8 @@ def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if manifest is None:
     raise ConfigError("workdir", f"{workdir}/prepared holds no prepared dataset")
   ks = tuple(int(k) for k in config.eval.ks)
-  want = common.stamp(wanted, ks, config.ids.sasrec, config.seed, manifest.get("content_hash"))
+  want = common.stamp(wanted, ks, config.ids.sasrec, config.seed, manifest.get("content_hash"),
+                      int(config.eval.max_queries), int(config.eval.queries_seed))
   path = os.path.join(workdir, "baselines.json")
   cached = common.read_stamped(path, want)
   if cached is not None:
@@ -49,6 +51,9 @@ def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ds = prepared.load(os.path.join(workdir, "prepared"))
   ev, split, n = ds.events, ds.split, ds.catalog.num_items
   test = {t: np.flatnonzero((split == TEST) & (ev.behaviour == b)) for t, b in TASKS.items()}
+  # The same query subset as the generative models (eval.max_queries).
+  rows = {t: decoding_config.query_subset(idx.size, config.eval) for t, idx in test.items()}
+  test = {t: idx[rows[t]] for t, idx in test.items()}
   out: dict[str, dict] = {}
   if "pop" in wanted:
     from genret_jax.analysis import h1  # pylint: disable=g-import-not-at-top
@@ -69,7 +74,8 @@ def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
                               num_heads=int(s.num_heads), max_len=int(s.max_len),
                               dropout=float(s.dropout), loss=str(s.loss), epochs=int(s.epochs),
                               batch_size=int(s.batch_size), learning_rate=float(s.learning_rate),
-                              eval_every=int(s.eval_every), ks=ks, seed=int(config.seed))
+                              eval_every=int(s.eval_every), ks=ks, seed=int(config.seed),
+                              test_rows=rows["rec"])
     out["SASRec"] = {"rec": {k: float(v) for k, v in res.test_metrics.items()}}
   for name, tasks in out.items():
     for t, m in tasks.items():

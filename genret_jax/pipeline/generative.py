@@ -194,6 +194,9 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
     table = ctx.ids.search if behaviour == "search" else ctx.ids.rec
     prefix = reg["eval_prefix"][behaviour]
     arrays = eval_arrays(task_name, mconfig, "test")
+    total = len(arrays["target_item"])
+    keep = decoding_config.query_subset(total, mconfig.eval)
+    arrays = {k: v[keep] for k, v in arrays.items()}
     m: dict[str, float] = {}
     if protocol in ("full", "both"):
       m, pq, items = _decode_full(model, params, arrays, table, vocab, prefix, mconfig, mesh)
@@ -211,6 +214,7 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
           candidates=arrays["candidates"], mesh=mesh)
       m.update({k: v for k, v in sm.items() if k.startswith("sampled_")})
     m["num_queries"] = float(len(arrays["target_item"]))
+    m["num_test_queries"] = float(total)
     out[behaviour] = m
     common.log(f"eval {common.display_name(label)} {behaviour} (step {step}, "
                f"{len(arrays['target_item'])} queries): "
