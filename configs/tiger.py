@@ -2,6 +2,10 @@
 
 Leave-one-out split, full-catalog ranking, R@5/10 and N@5/10; RQ-VAE IDs
 (3 x 256 + a dedup level; --config.ids.scheme=rq_kmeans for RQ-KMeans).
+TIGER's network at every scale: 4 + 4 layers, d_model 128, 6 heads x 64,
+MLP 1024, dropout 0.1 (as T5 v1.1 blocks: gated-GELU MLP, relative positions).
+The paper's training schedule (learning rate, batch, steps) is not fixed here:
+../shared/REFERENCE.md does not state it, so the scale's values apply.
 Published: R@5 .0454, N@5 .0321, R@10 .0648, N@10 .0384 (SASRec R@10 .0605).
   python -m genret_jax.main --config=configs/tiger.py --workdir=/tmp/tiger
 The data folder defaults to $GENRET_DATA/amazon-beauty (or ../shared/data).
@@ -25,8 +29,13 @@ def get_config():
   c.analyses = "h1"
   c.eval.ks = (5, 10)
   c.eval.best_metric = "recall@10"
+  # TIGER's encoder-decoder (Rajput et al. 2023): these keys replace every
+  # dimension of model.size, so the size (and the paper scale's 'base') is moot.
+  c.model.num_encoder_layers = 4
+  c.model.num_decoder_layers = 4
+  c.model.emb_dim = 128
+  c.model.num_heads = 6
+  c.model.head_dim = 64
+  c.model.mlp_dim = 1024
   c.model.dropout_rate = 0.1
-  # TIGER's 4+4 layers, d_model 128, 6 heads x 64, MLP 1024 needs per-dimension
-  # model keys; until the model block has them the nearest named size is used.
-  c.scale_overrides.paper = "model.size=small"
   return c

@@ -64,6 +64,18 @@ def test_scale_keeps_explicit_values():
   assert r.train.num_steps == 7
 
 
+@pytest.mark.parametrize("rel", ["configs/tiger.py", "configs/paper/tiger.py"])
+@pytest.mark.parametrize("scale", config_lib.SCALE_NAMES)
+def test_tiger_uses_the_published_network_at_every_scale(rel, scale):
+  from genret_jax.model import builder  # pylint: disable=g-import-not-at-top
+  c = _load(rel)
+  c.scale = scale
+  cfg = builder.t5_config_from_block(config_lib.resolve(c).model, 1000)
+  # Rajput et al. 2023 (../shared/REFERENCE.md): 4 + 4 layers, d_model 128, 6 x 64, MLP 1024.
+  assert (cfg.num_encoder_layers, cfg.num_decoder_layers, cfg.emb_dim, cfg.num_heads,
+          cfg.head_dim, cfg.mlp_dim, cfg.dropout_rate) == (4, 4, 128, 6, 64, 1024, 0.1)
+
+
 def test_joint_runs_three_models_and_baselines():
   c = config_lib.resolve(_load("configs/joint.py"))
   labels = [common.model_config(c, e)[0] for e in common.model_entries(c)]

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from flax import linen as nn
@@ -402,3 +403,80 @@ def test_config_block_builds_the_network_config():
     bad[key] = value
     with pytest.raises(ConfigError, match=f"config.model.{key}: {message}"):
       builder.t5_config_from_block(bad, 1000)
+
+
+def _expected_shapes(vocab_rows: int, emb_dim: int, num_heads: int, head_dim: int, mlp_dim: int,
+                     num_encoder_layers: int, num_decoder_layers: int) -> dict[str, tuple]:
+  """Every parameter's shape of an untied T5 v1.1 with these dims, written out by hand."""
+  e, h, d, m = emb_dim, num_heads, head_dim, mlp_dim
+  attn_shapes = {"key/kernel": (e, h, d), "value/kernel": (e, h, d), "query/kernel": (e, h, d),
+                 "out/kernel": (h, d, e)}
+  mlp_shapes = {"mlp/wi_0/kernel": (e, m), "mlp/wi_1/kernel": (e, m), "mlp/wo/kernel": (m, e)}
+  out = {"token_embedder/embedding": (vocab_rows, e), "encoder/encoder_norm/scale": (e,),
+         "encoder/relpos_bias/rel_embedding": (h, 32), "decoder/decoder_norm/scale": (e,),
+         "decoder/relpos_bias/rel_embedding": (h, 32),
+         "decoder/logits_dense/kernel": (e, vocab_rows)}
+  for i in range(num_encoder_layers):
+    pre = f"encoder/layers_{i}/"
+    out.update({pre + "attention/" + k: v for k, v in attn_shapes.items()})
+    out.update({pre + k: v for k, v in mlp_shapes.items()})
+    out.update({pre + f"pre_{n}_layer_norm/scale": (e,) for n in ("attention", "mlp")})
+  for i in range(num_decoder_layers):
+    pre = f"decoder/layers_{i}/"
+    for block in ("self_attention", "encoder_decoder_attention"):
+      out.update({f"{pre}{block}/{k}": v for k, v in attn_shapes.items()})
+    out.update({pre + k: v for k, v in mlp_shapes.items()})
+    out.update({pre + f"pre_{n}_layer_norm/scale": (e,)
+                for n in ("self_attention", "cross_attention", "mlp")})
+  return out
+
+
+def _param_shapes(cfg) -> dict[str, tuple]:
+  model = network.Transformer(cfg)
+  enc, dec_in, targets = _batch(np.random.default_rng(0))
+  params = nn.unbox(_abstract_params(model, enc, dec_in, targets))
+  return {jax.tree_util.keystr(p, simple=True, separator="/"): tuple(leaf.shape)
+          for p, leaf in jax.tree_util.tree_leaves_with_path(params)}
+
+
+TINY_DIMS = dict(emb_dim=32, num_heads=4, head_dim=8, mlp_dim=64, num_encoder_layers=2,
+                 num_decoder_layers=2)
+
+
+@pytest.mark.parametrize("overrides", [
+    {}, {"num_encoder_layers": 3}, {"num_decoder_layers": 1}, {"emb_dim": 48}, {"num_heads": 3},
+    {"head_dim": 16}, {"mlp_dim": 80},
+    # TIGER (Rajput et al. 2023): 4 + 4 layers, d_model 128, 6 heads x 64, MLP 1024.
+    {"num_encoder_layers": 4, "num_decoder_layers": 4, "emb_dim": 128, "num_heads": 6,
+     "head_dim": 64, "mlp_dim": 1024}])
+def test_dimension_keys_override_the_size_exactly(overrides):
+  from genret_jax.model import builder
+  from genret_jax.model import config as model_config
+  block = model_config.default_config()
+  assert all(block[k] == 0 for k in model_config.DIM_KEYS)     # 0 = the size's value
+  for key, value in overrides.items():
+    block[key] = value
+  cfg = builder.t5_config_from_block(block, VOCAB)
+  dims = {**TINY_DIMS, **overrides}
+  assert {k: getattr(cfg, k) for k in dims} == dims
+  assert cfg == network.t5_config("tiny", VOCAB, dropout_rate=0.1, **overrides)
+  assert _param_shapes(cfg) == _expected_shapes(256, **dims)
+
+
+def test_bad_dimension_keys_name_the_key(tmp_path):
+  from genret_jax.errors import ConfigError
+  from genret_jax.model import builder
+  from genret_jax.model import config as model_config
+  for key in model_config.DIM_KEYS:
+    for value in (-1, 1.5, True, "8"):
+      # type_safe=False: a locked-type ConfigDict would refuse 1.5 / True / "8" itself.
+      bad = ml_collections.ConfigDict(model_config.default_config().to_dict(), type_safe=False)
+      bad[key] = value
+      with pytest.raises(ConfigError, match=rf"config.model.{key}: must be an integer >= 0 "
+                                            rf"\(0 = the size's value\), got {value!r}"):
+        builder.t5_config_from_block(bad, VOCAB)
+  # A checkpoint fixes the dimensions: setting one as well is an error, not ignored.
+  block = model_config.default_config()
+  block.hf_checkpoint, block.emb_dim = str(tmp_path), 64
+  with pytest.raises(ConfigError, match="config.model.emb_dim: is 64 but model.hf_checkpoint"):
+    builder.load_pretrained(block, VOCAB)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genret_jax.errors import ConfigError
+from genret_jax.model import config as model_config
 from genret_jax.model import hf_convert, network
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -26,18 +27,39 @@ def _dropout(model_cfg: Any) -> float:
   return float(rate)
 
 
-def t5_config_from_block(model_cfg: Any, vocab_size: int) -> network.T5Config:
-  """T5Config of `model.size` for a vocabulary of `vocab_size` (padded to 128s).
+def dim_overrides(model_cfg: Any) -> dict[str, int]:
+  """{T5Config field: value} of the `model` dimension keys set (> 0).
 
   Raises:
-    ConfigError: an unknown size or dtype, or a dropout rate outside [0, 1).
+    ConfigError: a dimension key that is not a non-negative integer.
+  """
+  out = {}
+  for key in model_config.DIM_KEYS:
+    value = model_cfg.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+      raise ConfigError(f"model.{key}",
+                        f"must be an integer >= 0 (0 = the size's value), got {value!r}")
+    if value > 0:
+      out[key] = int(value)
+  return out
+
+
+def t5_config_from_block(model_cfg: Any, vocab_size: int) -> network.T5Config:
+  """T5Config of `model.size` for a vocabulary of `vocab_size` (padded to 128s),
+  with each dimension key (`model.emb_dim`, `model.num_heads`, ...) that is > 0
+  replacing the size's value.
+
+  Raises:
+    ConfigError: an unknown size or dtype, a dropout rate outside [0, 1), or a
+      negative / non-integer dimension key.
   """
   if model_cfg.size not in network.SIZES:
     raise ConfigError("model.size", f"{model_cfg.size!r} is not one of "
                       f"{', '.join(network.SIZES)}")
   return network.t5_config(model_cfg.size, vocab_size, dtype=_dtype(model_cfg),
                            dropout_rate=_dropout(model_cfg),
-                           logits_via_embedding=bool(model_cfg.logits_via_embedding))
+                           logits_via_embedding=bool(model_cfg.logits_via_embedding),
+                           **dim_overrides(model_cfg))
 
 
 def resize_vocab(cfg: network.T5Config, params: dict[str, Any], vocab_size: int,
@@ -86,11 +108,17 @@ def load_pretrained(model_cfg: Any, vocab_size: int, seed: int = 0
   spiece.model path or None).
 
   Raises:
-    ConfigError: `model.hf_checkpoint` is empty, or a bad dtype / dropout.
+    ConfigError: `model.hf_checkpoint` is empty, a bad dtype / dropout, or a
+      dimension key set (> 0): the checkpoint fixes the dimensions.
     DataError: a missing or inconsistent checkpoint (see hf_convert).
   """
   if not model_cfg.hf_checkpoint:
     raise ConfigError("model.hf_checkpoint", "is empty: no checkpoint to load")
+  dims = dim_overrides(model_cfg)
+  if dims:
+    key = next(iter(dims))
+    raise ConfigError(f"model.{key}", f"is {dims[key]} but model.hf_checkpoint fixes the "
+                      "dimensions; leave it at 0")
   cfg, params, spiece = hf_convert.load_hf_checkpoint(
       model_cfg.hf_checkpoint, dtype=_dtype(model_cfg), dropout_rate=_dropout(model_cfg))
   known = hf_convert.hf_vocab_size(model_cfg.hf_checkpoint)
