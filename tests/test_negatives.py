@@ -143,3 +143,37 @@ def test_top_k_matches_a_full_lexsort():
     expected = np.lexsort((tiebreak, -scores))[:100]
     np.testing.assert_array_equal(
         negatives._top_k(scores, tiebreak, np.argsort(tiebreak), 100), expected)
+
+
+def _dense_search_negatives(texts, queries, targets, seed, n=99):
+  """The reference: bm25s's dense get_scores per query + the O(N) top-k."""
+  import bm25s
+  retriever = bm25s.BM25()
+  retriever.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False),
+                  show_progress=False)
+  tiebreak = np.random.default_rng(seed).permutation(len(texts))
+  out = []
+  for words, t in zip(bm25s.tokenize(list(queries), stopwords="en", show_progress=False,
+                                     return_ids=False), targets):
+    words = [w for w in words if w in retriever.vocab_dict]
+    scores = np.asarray(retriever.get_scores(words) if words else np.zeros(len(texts)),
+                        np.float64)
+    top = negatives._top_k(scores, tiebreak, np.argsort(tiebreak), n + 1)
+    out.append(top[top != t][:n])
+  return np.stack(out)
+
+
+def test_search_negatives_equal_dense_bm25_scoring():
+  """The sparse per-query scoring gives exactly bm25s's dense ranking (ties included)."""
+  rng = np.random.default_rng(0)
+  words = np.array([f"w{i}" for i in range(40)] + ["the", "and", "red"])
+  for trial in range(6):
+    n = int(rng.integers(120, 400))
+    texts = [" ".join(rng.choice(words, int(rng.integers(0, 9)))) for _ in range(n)]
+    queries = [" ".join(rng.choice(np.append(words, "zzz"), int(rng.integers(0, 7))))
+               for _ in range(60)]
+    queries += ["red red w1", "the and", "", "w3 w3 w3 w3 w7 w8 w9 w10 w11"]
+    targets = rng.integers(0, n, len(queries))
+    got = negatives.search_negatives(texts, np.array(queries, dtype=object), targets,
+                                     seed=trial)
+    np.testing.assert_array_equal(got, _dense_search_negatives(texts, queries, targets, trial))

@@ -16,6 +16,8 @@ from genret_jax.data.readers import load_raw
 from genret_jax.data.schema import REC, SEARCH, Events
 from genret_jax.data.splits import TEST, TRAIN, VALID, leave_one_out
 from genret_jax.errors import ConfigError, DataError
+from genret_jax.tasks import config as tasks_config
+from genret_jax.tasks import vocab as vocab_lib
 
 
 def tiny_config():
@@ -144,6 +146,18 @@ def test_load_errors(tmp_path, prepared_tiny):
     prepared.load(str(tmp_path))
 
 
+def test_load_checks_the_candidate_count(tmp_path, prepared_tiny):
+  import shutil
+  _, _, path = prepared_tiny
+  copy = tmp_path / "p"
+  shutil.copytree(path, copy)
+  manifest = prepared.read_manifest(str(copy))
+  manifest["num_negatives"] = 98            # the files hold 1 + 99 per evaluation event
+  (copy / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(DataError, match=r"candidates: event \d+ has 100 candidates, expected 99"):
+    prepared.load(str(copy))
+
+
 def test_shards_end_at_user_boundaries(tmp_path):
   c = tiny_config()
   catalog, events = load_raw(c.data)
@@ -177,6 +191,53 @@ def test_histories_use_strictly_earlier_times():
                                             [-1, -1], [-1, 5]])
   np.testing.assert_array_equal(h["rec_hist"], [[-1, -1], [-1, 0], [-1, 0], [0, 2], [2, 3],
                                                 [-1, -1], [-1, 5]])
+
+
+def test_histories_in_chunks_match_a_brute_force_loop():
+  rng = np.random.default_rng(3)
+  n = 300
+  user = np.sort(rng.integers(0, 12, n)).astype(np.int32)
+  ts = np.concatenate([np.sort(rng.integers(0, 30, (user == u).sum())) for u in range(12)])
+  ev = Events(user=user, item=rng.integers(0, 50, n).astype(np.int32), timestamp=ts,
+              behaviour=rng.integers(0, 2, n).astype(np.int8),
+              query=np.full(n, "q", dtype=object),
+              user_ids=np.array([str(u) for u in range(12)], dtype=object))
+  h = 4
+  want = {"hist": np.full((n, h), -1), "rec_hist": np.full((n, h), -1)}
+  for e in range(n):
+    prev = [j for j in range(n) if user[j] == user[e] and ts[j] < ts[e]]
+    for name, sel in (("hist", prev), ("rec_hist", [j for j in prev if ev.behaviour[j] == REC])):
+      sel = sel[-h:]
+      if sel:
+        want[name][e, h - len(sel):] = sel
+  for chunk in (1, 7, 64, 1 << 18):
+    got = prepare.histories(ev, h, chunk=chunk)
+    for name in want:
+      assert got[name].dtype == np.int64
+      np.testing.assert_array_equal(got[name], want[name])
+
+
+def test_sentencepiece_corpus_is_a_seeded_sample_above_the_cap():
+  texts = [f"item {i} word{i % 7}" for i in range(300)] + ["caf\u00e9 \u00fcber"]
+  ev = Events(user=np.zeros(3, np.int32), item=np.arange(3, dtype=np.int32),
+              timestamp=np.arange(3), behaviour=np.array([REC, SEARCH, SEARCH], np.int8),
+              query=np.array(["", "blue mug", "zq"], dtype=object),
+              user_ids=np.array(["a"], dtype=object))
+  prompts = tasks_config.default_prompt_texts()
+  whole = prepare._corpus(texts, ev, seed=0)            # under the cap: unchanged
+  assert whole == texts + ["blue mug", "zq"] + prompts
+  small = prepare._corpus(texts, ev, seed=0, max_sentences=50)
+  assert small == prepare._corpus(texts, ev, seed=0, max_sentences=50)
+  assert small != prepare._corpus(texts, ev, seed=1, max_sentences=50)
+  assert small[-len(prompts):] == prompts
+  sample, chars = small[:50], small[50:-len(prompts)]
+  assert set(sample) <= set(texts + ["blue mug", "zq"])
+  assert [texts.index(t) for t in sample if t in texts] == sorted(
+      texts.index(t) for t in sample if t in texts)   # corpus order kept
+  # Every character of the full corpus is still in the training text.
+  assert set("".join(texts) + "blue mugzq") - {" "} <= set("".join(chars))
+  model = spm.SentencePieceProcessor(model_proto=vocab_lib.train_sentencepiece(small, 80))
+  assert 2 not in model.encode(" caf\u00e9 \u00fcber zq")   # no unk
 
 
 def test_item_ranks_cover_each_train_group():

@@ -143,6 +143,10 @@ def search_negatives(item_texts: list[str], queries: np.ndarray, target_items: n
   retriever = bm25s.BM25()
   retriever.index(bm25s.tokenize(list(item_texts), stopwords="en", show_progress=False),
                   show_progress=False)
+  index = retriever.scores       # term -> items CSR: data, indices, indptr
+  data, items, indptr = (np.asarray(index[k]) for k in ("data", "indices", "indptr"))
+  num_terms = len(indptr) - 1
+  vocab = {t: i for t, i in retriever.vocab_dict.items() if i < num_terms}
   distinct, inverse = np.unique(np.asarray(queries, dtype=object).astype(str),
                                 return_inverse=True)
   tokens = bm25s.tokenize(list(distinct), stopwords="en", show_progress=False,
@@ -151,9 +155,9 @@ def search_negatives(item_texts: list[str], queries: np.ndarray, target_items: n
   by_tiebreak = np.argsort(tiebreak)            # items in tie-breaking order
   top = np.empty((len(distinct), num_negatives + 1), np.int64)
   for q, words in enumerate(tokens):
-    scores = np.asarray(retriever.get_scores(words) if words else np.zeros(num_items),
-                        np.float64)
-    top[q] = _top_k(scores, tiebreak, by_tiebreak, num_negatives + 1)
+    term_ids = [vocab[w] for w in words if w in vocab]    # as bm25s get_tokens_ids
+    top[q] = _bm25_top_k(term_ids, data, items, indptr, tiebreak, by_tiebreak,
+                         num_negatives + 1)
   ranked = top[inverse]                                     # [R, n + 1]
   keep = ranked != np.asarray(target_items, np.int64)[:, None]
   pick = np.argsort(~keep, axis=1, kind="stable")[:, :num_negatives]
@@ -168,6 +172,42 @@ def _top_k(scores: np.ndarray, tiebreak: np.ndarray, by_tiebreak: np.ndarray, k:
   above = above[np.lexsort((tiebreak[above], -scores[above]))]
   ties = by_tiebreak[scores[by_tiebreak] == boundary][:k - len(above)]
   return np.concatenate([above, ties])
+
+
+def _bm25_top_k(term_ids: list[int], data: np.ndarray, items: np.ndarray, indptr: np.ndarray,
+                tiebreak: np.ndarray, by_tiebreak: np.ndarray, k: int) -> np.ndarray:
+  """`_top_k(bm25s get_scores(query), ...)` without a dense score vector over the catalog.
+
+  Only the items that contain a query term (the "touched" items) can score
+  non-zero; their scores are accumulated term by term in query order, in the
+  index's dtype, as bm25s does, so they are bit-identical. Every other item
+  scores 0, so only the first k of them in tie-break order can be ranked:
+  the result is the top k of the touched items plus the first k + #touched
+  items in tie-break order. Cost O(#touched + k) instead of O(num_items).
+
+  Args:
+    term_ids: the query's term ids (repeats count again), in query order.
+    data, items, indptr: bm25s's term -> items CSR index (BM25 weights).
+    tiebreak: int[N] tie rank per item; by_tiebreak: items in tie-rank order.
+    k: ranked items wanted (<= N).
+  Returns:
+    int64[k]: items by (score desc, tiebreak asc).
+  """
+  term_ids = np.asarray(term_ids, np.int64)
+  start, end = indptr[term_ids], indptr[term_ids + 1]
+  length = end - start
+  pos = np.repeat(start - np.cumsum(length) + length, length) + np.arange(length.sum())
+  touched, slot = np.unique(items[pos], return_inverse=True)
+  acc = np.zeros(touched.size, data.dtype)
+  bounds = np.concatenate([[0], np.cumsum(length)])
+  for t in range(term_ids.size):    # term by term: one add per item per term
+    seg = slice(bounds[t], bounds[t + 1])
+    acc[slot[seg]] += data[pos[seg]]
+  head = by_tiebreak[:k + touched.size]
+  head = head[~np.isin(head, touched)]
+  cand = np.concatenate([touched.astype(np.int64), head.astype(np.int64)])
+  score = np.concatenate([acc.astype(np.float64), np.zeros(head.size)])
+  return cand[np.lexsort((tiebreak[cand], -score))[:k]]
 
 
 def sample_candidates(events: Events, split: np.ndarray, item_texts: list[str], seed: int,

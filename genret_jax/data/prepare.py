@@ -29,6 +29,8 @@ from genret_jax.data.splits import SPLIT_NAMES, TRAIN, leave_one_out
 from genret_jax.errors import ConfigError
 
 PREPARED = "prepared"
+# Item texts + queries SentencePiece trains on (a seeded sample above this; see _corpus).
+SP_MAX_SENTENCES = 200_000
 
 
 def config_hash(config: ml_collections.ConfigDict) -> str:
@@ -49,10 +51,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("vocab.sp_vocab_size", f"must be >= 64, got {config.vocab.sp_vocab_size}")
 
 
-def histories(events: Events, max_history: int) -> dict[str, np.ndarray]:
+def histories(events: Events, max_history: int, chunk: int = 1 << 18
+              ) -> dict[str, np.ndarray]:
   """The context of every event: the last `max_history` of the user's events with a
   strictly earlier timestamp (events at the same time, e.g. the rec and search
   events of one Amazon interaction, never see each other).
+
+  Built `chunk` events at a time, so the only [E, H] arrays are the two outputs.
 
   Returns:
     hist: int64[E, H] event indices, oldest first, -1 left padding (any behaviour).
@@ -69,18 +74,19 @@ def histories(events: Events, max_history: int) -> dict[str, np.ndarray]:
   first_at_time = first.copy()
   first_at_time[1:] |= time_sorted[1:] != time_sorted[:-1]
   end = np.maximum.accumulate(np.where(first_at_time, pos, 0))         # history is [start, end)
-  window = end[:, None] - h + np.arange(h)[None, :]                     # [E, H] positions
-  hist_sorted = np.where(window >= start[:, None], order[np.maximum(window, 0)], -1)
   is_rec = events.behaviour[order] == REC
   rec_order = np.concatenate([order[is_rec], [-1]])                    # rec events, timeline
   before = np.concatenate([[0], np.cumsum(is_rec)])[:-1]               # rec events before pos
-  rec_window = before[end][:, None] - h + np.arange(h)[None, :]
-  rec_hist_sorted = np.where(rec_window >= before[start][:, None],
-                             rec_order[np.maximum(rec_window, 0)], -1)
-  hist = np.empty_like(hist_sorted)
-  rec_hist = np.empty_like(rec_hist_sorted)
-  hist[order] = hist_sorted
-  rec_hist[order] = rec_hist_sorted
+  hist = np.empty((n, h), np.int64)
+  rec_hist = np.empty((n, h), np.int64)
+  cols = np.arange(h)[None, :]
+  for lo in range(0, n, chunk):   # [chunk, H] temporaries, not [E, H] ones
+    sl = slice(lo, min(lo + chunk, n))
+    window = end[sl, None] - h + cols                                  # positions
+    hist[order[sl]] = np.where(window >= start[sl, None], order[np.maximum(window, 0)], -1)
+    rec_window = before[end[sl]][:, None] - h + cols
+    rec_hist[order[sl]] = np.where(rec_window >= before[start[sl]][:, None],
+                                   rec_order[np.maximum(rec_window, 0)], -1)
   return {"hist": hist, "rec_hist": rec_hist}
 
 
@@ -101,10 +107,26 @@ def item_ranks(events: Events, split: np.ndarray, seed: int) -> np.ndarray:
   return rank
 
 
-def _corpus(catalog_texts: list[str], events: Events) -> list[str]:
+def _corpus(catalog_texts: list[str], events: Events, seed: int = 0,
+            max_sentences: int = SP_MAX_SENTENCES) -> list[str]:
+  """The SentencePiece training corpus: item texts, distinct queries, prompt texts.
+
+  Above `max_sentences` item texts + queries, a seeded uniform sample of that
+  many (in corpus order) is used, as SentencePiece's own `input_sentence_size`
+  does (training time grows linearly with the corpus, ~0.8 ms per sentence on
+  the shared 2-core machine: 17 min for a 1M-item catalog), plus sentences
+  listing every character of the full corpus (space-separated) so that no
+  character becomes unknown. Smaller corpora are used whole (unchanged).
+  """
   from genret_jax.tasks import config as tasks_config  # pylint: disable=g-import-not-at-top
   queries = np.unique(events.query[events.behaviour != REC].astype(str)).tolist()
-  return catalog_texts + queries + tasks_config.default_prompt_texts()
+  texts = catalog_texts + queries
+  if len(texts) > max_sentences:
+    keep = np.sort(np.random.default_rng(seed).choice(len(texts), max_sentences, replace=False))
+    chars = sorted(set().union(*map(set, texts)) - {" "})
+    texts = [texts[i] for i in keep.tolist()] + [
+        " ".join(chars[i:i + 500]) for i in range(0, len(chars), 500)]
+  return texts + tasks_config.default_prompt_texts()
 
 
 def _sp_model(config, texts: list[str]) -> bytes:
@@ -119,30 +141,32 @@ def _sp_model(config, texts: list[str]) -> bytes:
 
 
 def _columns(events: Events, split: np.ndarray, hist: dict, ranks: np.ndarray,
-             eval_events: np.ndarray, negatives: np.ndarray, index: np.ndarray) -> dict:
-  """EVENT_FEATURES columns of the events `index`, in that order (see write_events)."""
+             eval_events: np.ndarray, negatives: np.ndarray, index: np.ndarray,
+             queries: np.ndarray) -> dict:
+  """EVENT_FEATURES columns of the events `index`, in that order (see write_events).
+
+  `queries` is `events.query.astype(str)`, converted once by the caller (not per shard).
+  """
   h, rh = hist["hist"][index], hist["rec_hist"][index]
 
-  def ragged(mat: np.ndarray, values: np.ndarray):
+  def ragged(mat: np.ndarray, values: np.ndarray | None):   # None: the event indices
     valid = mat >= 0
     offsets = np.concatenate([[0], np.cumsum(valid.sum(axis=1))])
-    return values[mat[valid]].tolist(), offsets
+    return (mat[valid] if values is None else values[mat[valid]]).tolist(), offsets
 
   pos = np.searchsorted(eval_events, index)
   is_eval = split[index] != TRAIN
   cand = np.concatenate([events.item[index, None], negatives[np.minimum(pos, len(negatives) - 1)]]
                         if len(negatives) else [events.item[index, None]], axis=1)
   cand_mask = np.broadcast_to(is_eval[:, None], cand.shape)
-  arange = np.arange(events.num_events)
-  queries = events.query.astype(str)
   return {
       "event": index.tolist(), "user": events.user[index].tolist(),
       "item": events.item[index].tolist(), "timestamp": events.timestamp[index].tolist(),
       "behaviour": events.behaviour[index].tolist(), "query": queries[index].tolist(),
       "split": split[index].tolist(), "item_rank": ranks[index].tolist(),
-      "hist_event": ragged(h, arange), "hist_item": ragged(h, events.item),
+      "hist_event": ragged(h, None), "hist_item": ragged(h, events.item),
       "hist_behaviour": ragged(h, events.behaviour), "hist_query": ragged(h, queries),
-      "rec_hist_event": ragged(rh, arange), "rec_hist_item": ragged(rh, events.item),
+      "rec_hist_event": ragged(rh, None), "rec_hist_item": ragged(rh, events.item),
       "candidates": (cand[cand_mask].tolist(),
                      np.concatenate([[0], np.cumsum(cand_mask.sum(axis=1))])),
   }
@@ -167,13 +191,14 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     names = prepared_lib.write_items(tmp, catalog, texts)
     names += prepared_lib.write_users(tmp, events.user_ids)
     timeline = np.lexsort((np.arange(events.num_events), events.timestamp, events.user))
+    queries = events.query.astype(str)
     for s, split_name in enumerate(SPLIT_NAMES):
       index = timeline[split[timeline] == s]
       cuts = prepared_lib.shard_bounds(events.user[index], examples_per_shard)
       for shard in range(len(cuts) - 1):   # one shard's columns in memory at a time
         name = prepared_lib.shard_name(split_name, shard, len(cuts) - 1)
         columns = _columns(events, split, hist, ranks, eval_events, negatives,
-                           index[cuts[shard]:cuts[shard + 1]])
+                           index[cuts[shard]:cuts[shard + 1]], queries)
         prepared_lib.write_event_shard(os.path.join(tmp, name), columns)
         names.append(name)
     counts = np.zeros((len(BEHAVIOURS), catalog.num_items), np.int64)
@@ -186,7 +211,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
       json.dump(queries, f, ensure_ascii=False)
     names.append(prepared_lib.QUERIES)
     with open(os.path.join(tmp, prepared_lib.SP_MODEL), "wb") as f:
-      f.write(_sp_model(config, _corpus(texts, events)))
+      f.write(_sp_model(config, _corpus(texts, events, seed)))
     names.append(prepared_lib.SP_MODEL)
     files = {n: prepared_lib.file_sha256(os.path.join(tmp, n)) for n in names}
     stats = stats_lib.statistics(events, split, catalog.num_items)

@@ -194,20 +194,25 @@ def read_manifest(path: str) -> dict | None:
     return None
 
 
-def _parse_all(files: list[str], features: dict) -> dict[str, np.ndarray]:
-  """Every record of `files` parsed in bulk: name -> numpy (ragged -> list of arrays)."""
+def _parse_all(files: list[str], features: dict) -> dict:
+  """Every record of `files` parsed in bulk: name -> numpy array, or for a ragged
+  feature (flat values, int64[R] row lengths) (no per-row Python objects)."""
   ds = tf.data.TFRecordDataset(files).batch(16384).map(
       lambda x: tf.io.parse_example(x, features))
   parts: dict[str, list] = {k: [] for k in features}
   for batch in ds:
     for k, v in batch.items():
-      parts[k].append(v.to_list() if isinstance(v, tf.RaggedTensor) else v.numpy())
+      parts[k].append((v.flat_values.numpy(), v.row_lengths().numpy())
+                      if isinstance(v, tf.RaggedTensor) else v.numpy())
   out = {}
   for k, v in parts.items():
+    empty = np.zeros([0], features[k].dtype.as_numpy_dtype)
     if isinstance(features[k], tf.io.RaggedFeature):
-      out[k] = [np.asarray(x) for chunk in v for x in chunk]
+      out[k] = (np.concatenate([p[0] for p in v]) if v else empty,
+                np.concatenate([p[1] for p in v]).astype(np.int64) if v
+                else np.zeros([0], np.int64))
     else:
-      out[k] = np.concatenate(v) if v else np.zeros([0], features[k].dtype.as_numpy_dtype)
+      out[k] = np.concatenate(v) if v else empty
   return out
 
 
@@ -239,10 +244,7 @@ def load(path: str) -> PreparedDataset:
       continue
     part = _parse_all(files, {k: EVENT_FEATURES[k] for k in keep})
     for k in keep:
-      if k == "candidates":
-        ev[k].extend(part[k])
-      else:
-        ev[k].append(part[k])
+      ev[k].append(part[k])
   order = np.argsort(np.concatenate(ev["event"]))
   col = {k: np.concatenate(ev[k])[order] for k in keep if k != "candidates"}
   events = Events(
@@ -251,11 +253,18 @@ def load(path: str) -> PreparedDataset:
       query=np.array([q.decode("utf-8") for q in col["query"]], dtype=object),
       user_ids=user_ids, synthetic_time=bool(manifest["synthetic_time"]))
   split = col["split"].astype(np.int8)
-  candidates = [ev["candidates"][i] for i in order]
+  # Candidates stay flat: row r of the files is values[start[r]:start[r] + length[r]].
+  values = np.concatenate([v for v, _ in ev["candidates"]])
+  length = np.concatenate([n for _, n in ev["candidates"]])
+  start = (np.cumsum(length) - length)[order]          # per event, in event order
   eval_events = np.flatnonzero(split != TRAIN)
   num_neg = manifest["num_negatives"]
-  negatives = (np.stack([candidates[i][1:] for i in eval_events]).astype(np.int32)
-               if len(eval_events) else np.zeros([0, num_neg], np.int32))
+  bad = np.flatnonzero(length[order][eval_events] != num_neg + 1)
+  if bad.size:
+    raise DataError(path, f"event {int(eval_events[bad[0]])} has "
+                    f"{int(length[order][eval_events[bad[0]]])} candidates, expected "
+                    f"{num_neg + 1} (target + {num_neg} negatives)", field="candidates")
+  negatives = values[start[eval_events][:, None] + 1 + np.arange(num_neg)].astype(np.int32)
   return PreparedDataset(path, catalog, events, split, eval_events, negatives, manifest)
 
 
