@@ -4,6 +4,7 @@ One T5 trained on NRIP (history -> <rec_item> + collaborative ID), NSIP
 (history + query -> <src_item> + semantic ID), NSQP (next query) and the
 ID <-> text alignment tasks; evaluated with HR@1/5/10 and NDCG@5/10 in the
 sampled 1 + 99 protocol and on the full catalog (eval.protocol = both).
+--config.tasks.behaviour_tokens=false: the ablation without behaviour tokens.
 Default data: the simulator; the paper's setting on Amazon:
   python -m genret_jax.main --config=configs/gensar.py --workdir=/tmp/gensar \\
     --config.data.source=amazon --config.data.path=../shared/data/amazon-beauty

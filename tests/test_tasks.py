@@ -339,7 +339,7 @@ def test_registration_is_idempotent_and_named_per_dataset_and_ids(sim):
     ("prompts.rec", "Recommend next.", r"config.tasks.prompts.rec: needs \['history'\]"),
     ("prompts.search", "{query} {history}", "config.tasks.prompts.search"),
     ("prompts.id2text", "{item", "config.tasks.prompts.id2text: bad template"),
-    ("rates.search", 0.0, "config.tasks.rates.search"),
+    ("rates.search", float("inf"), "config.tasks.rates.search: must be finite"),
 ])
 def test_bad_tasks_config_fails_naming_the_key(sim, key, value, match):
   config, workdir = sim
@@ -392,3 +392,75 @@ def test_feature_converter_packs_and_drops_eval_features(sim):
     assert ex["encoder_segment_ids"].max() > 1          # several examples in one row
   finally:
     config.tasks.pack = False
+
+
+def _task_texts(reg, kind, split, n=40):
+  """[(inputs ids, targets ids, decoded inputs, decoded targets)] of the first n examples."""
+  vocab = reg["vocabulary"]
+  data = seqio.get_mixture_or_task(reg["tasks"][kind]).get_dataset(LONG, split=split,
+                                                                    shuffle=False)
+  return [(ex["inputs"], ex["targets"], vocab.decode(ex["inputs"]), vocab.decode(ex["targets"]))
+          for ex in data.take(n).as_numpy_iterator()]
+
+
+def test_without_behaviour_tokens_no_task_writes_them_and_decoding_forces_none(sim):
+  """GenSAR's ablation: tasks.behaviour_tokens=False removes <rec_item>/<src_query>/<src_item>
+  from every input and target (the text is otherwise the same) and the forced decoding prefix."""
+  from genret_jax.tasks.vocab import BEHAVIOUR_TOKENS  # pylint: disable=g-import-not-at-top
+  config, workdir = sim
+  config.tasks.mixture = "gensar"
+  ids = dual_ids(200)
+  with_tokens = register(config, workdir, ids)
+  config.tasks.behaviour_tokens = False
+  try:
+    without = register(config, workdir, ids)
+  finally:
+    config.tasks.behaviour_tokens = True
+  assert with_tokens["eval_prefix"] == {"rec": "<rec_item>", "search": "<src_item>"}
+  assert without["eval_prefix"] == {"rec": "", "search": ""}        # nothing forced first
+  assert without["tasks"]["gensar_rec"] != with_tokens["tasks"]["gensar_rec"]
+  vocab = without["vocabulary"]
+  token_ids = [vocab.token_id(t) for t in BEHAVIOUR_TOKENS]
+  assert vocab.vocab_size == with_tokens["vocabulary"].vocab_size  # same ids, tokens unused
+  strip = lambda s: s.replace("<src_query> ", "").replace("<src_item>", "").replace(  # noqa
+      "<rec_item>", "")
+  rec_ids, search_ids = vocab.item_ids(ids.rec), vocab.item_ids(ids.search)
+  seen_on = 0
+  for kind in without["tasks"]:
+    if kind in ("rec", "search"):
+      continue                                  # Penha tasks: never had behaviour tokens
+    splits = ("train", "test") if kind in ("gensar_rec", "gensar_search") else ("train",)
+    for split in splits:
+      on, off = _task_texts(with_tokens, kind, split), _task_texts(without, kind, split)
+      assert len(on) == len(off) > 0, (kind, split)
+      for (on_in, on_tgt, on_text, on_target), (in_ids, tgt_ids, text, target) in zip(on, off):
+        assert not np.isin(in_ids, token_ids).any() and not np.isin(tgt_ids, token_ids).any()
+        assert not any(t in text + target for t in BEHAVIOUR_TOKENS)
+        assert (text, target) == (strip(on_text), strip(on_target)), kind
+        seen_on += np.isin(np.concatenate([on_in, on_tgt]), token_ids).any()
+      if kind in ("gensar_rec", "gensar_search"):
+        # the target is exactly the item's ID tokens + EOS: what the unprefixed trie decodes
+        data = seqio.get_mixture_or_task(without["tasks"][kind]).get_dataset(
+            LONG, split=split, shuffle=False)
+        table = rec_ids if kind == "gensar_rec" else search_ids
+        for ex in data.take(20).as_numpy_iterator():
+          np.testing.assert_array_equal(ex["targets"], [*table[ex["target_item"]], 1])
+  assert seen_on > 0                            # the default still writes them
+
+
+def test_rate_zero_leaves_the_task_out_of_the_mixture(sim):
+  """GenSAR's task ablations (configs/paper/gensar.py: 'w/o NSQP' = tasks.rates.next_query=0)."""
+  config, workdir = sim
+  c = tiny_config()
+  c.tasks.mixture = "gensar"
+  full = register(c, workdir, dual_ids(200))
+  names = lambda reg: {t.name for t in seqio.get_mixture_or_task(reg["mixture"]).tasks}  # noqa
+  assert full["tasks"]["next_query"] in names(full)
+  c.tasks.rates.next_query = 0.0
+  reg = register(c, workdir, dual_ids(200))
+  assert names(reg) == {reg["tasks"][k] for k in ("gensar_rec", "gensar_search", "text2id",
+                                                   "text2id_rec", "id2text", "id2text_rec")}
+  for kind in ("gensar_rec", "gensar_search", "text2id", "id2text"):
+    c.tasks.rates[kind] = 0.0
+  with pytest.raises(ConfigError, match="config.tasks.mixture: gensar: .*every task's rate is 0"):
+    register(c, workdir, dual_ids(200))

@@ -1,8 +1,10 @@
 """GenSAR (Shi et al. 2025) table with its ablations: HR@1/5/10, NDCG@5/10.
 
 Both protocols (sampled 1 + 99: `sampled_*` columns; full catalog). Rows:
-GenSAR, then without NRIP (rec), NSIP (search), NSQP (next query) and the
-ID <-> text alignment tasks, each marked against GenSAR. Writes table.md.
+GenSAR, then without NRIP (rec), NSIP (search), NSQP (next query), the
+ID <-> text alignment tasks and the behaviour tokens (tasks.behaviour_tokens:
+none in inputs or targets, none forced first at decode), each marked against
+GenSAR. Writes table.md.
   python -m genret_jax.main --config=configs/paper/gensar.py --workdir=/tmp/gensar_table
 """
 
@@ -17,6 +19,7 @@ ABLATIONS = {
     "w/o NSIP": "tasks.rates.gensar_search=0",
     "w/o NSQP": "tasks.rates.next_query=0",
     "w/o alignment": "tasks.rates.text2id=0;tasks.rates.id2text=0",
+    "w/o behaviour tokens": "tasks.behaviour_tokens=False",
 }
 
 

@@ -58,4 +58,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.cap_behaviour = ""        # '' | rec | search
   c.cap_per_item = 0
   c.pack = False              # example packing, passed to the feature converter
+  # GenSAR's behaviour tokens <rec_item> / <src_query> / <src_item> in the
+  # histories, targets and alignment tasks, and forced first when decoding.
+  # False = GenSAR's ablation "w/o behaviour tokens": none anywhere (the tokens
+  # stay in the vocabulary, unused). No effect on the rec / search tasks.
+  c.behaviour_tokens = True
   return c

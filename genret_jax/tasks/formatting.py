@@ -9,6 +9,10 @@ Targets:
   gensar_search `<src_item><search ID>`; next_query `<src_query> {query}`;
   text2id `<src_item><search ID>` (and `<rec_item><rec ID>` for text2id_rec);
   id2text `{content}`.
+Without behaviour tokens (`tasks.behaviour_tokens = False`, GenSAR's ablation)
+the GenSAR tasks drop every `<rec_item>` / `<src_query>` / `<src_item>`:
+history elements `<rec ID>` and `{query} <search ID>`, targets `<rec ID>`,
+`<search ID>`, `{query}`, and the alignment tasks' items are the bare IDs.
 The input is the prompt template with its fields filled; when it would exceed
 the input length, the oldest history elements are dropped (whole elements), so
 the prompt, the query and the most recent history always survive.
@@ -113,8 +117,10 @@ class Formatter:
   """
 
   def __init__(self, vocab: GenRetVocabulary, search: IdTable, rec: IdTable, prompts: dict,
-               separator: str, default_input_length: int, queries: list[str]):
+               separator: str, default_input_length: int, queries: list[str],
+               behaviour_tokens: bool = True):
     self.vocab = vocab
+    self.behaviour_tokens = bool(behaviour_tokens)
     self.prompts = dict(prompts)
     self.default_input_length = default_input_length
     self.num_items = search.codes.shape[0]
@@ -127,8 +133,11 @@ class Formatter:
       # rows [0, N): rec identifiers; rows [N, 2N): search identifiers.
       self.id_tokens = _ragged_constant(vocab.item_ids(rec).tolist()
                                         + vocab.item_ids(search).tolist())
-      # row q: tokens of " {query} "; row Q: nothing (rec events).
-      self.query_tokens = _ragged_constant([vocab.encode(f" {q} ") for q in queries] + [[]])
+      # row q: tokens of " {query} " (after <src_query>; "{query} " without behaviour
+      # tokens); row Q: nothing (rec events).
+      pattern = " {} " if self.behaviour_tokens else "{} "
+      self.query_tokens = _ragged_constant([vocab.encode(pattern.format(q)) for q in queries]
+                                           + [[]])
       self.query_index = tf.lookup.StaticHashTable(
           tf.lookup.KeyValueTensorInitializer(
               tf.constant(list(queries), tf.string, shape=[len(queries)]),
@@ -155,7 +164,7 @@ class Formatter:
     h = tf.size(items, tf.int32)
     is_rec = tf.equal(ex["hist_behaviour"], REC)
     head = tf.RaggedTensor.from_tensor(tf.where(
-        is_rec, self.tok[REC_ITEM], self.tok[SRC_QUERY])[:, None])
+        is_rec, self.tok[REC_ITEM], self.tok[SRC_QUERY])[:, None][:, :self._num_behaviour])
     query_row = self.query_index.lookup(ex["hist_query"])
     check = tf.debugging.assert_non_negative(
         tf.where(is_rec, tf.zeros_like(query_row), query_row),
@@ -164,17 +173,28 @@ class Formatter:
       query_row = tf.where(is_rec, tf.cast(self.num_queries, tf.int64), query_row)
     query = tf.gather(self.query_tokens, query_row)
     not_rec = 1 - tf.cast(is_rec, tf.int64)
+    with_mid = not_rec * self._num_behaviour        # <src_item> after a search query
     mid = tf.RaggedTensor.from_row_lengths(
-        tf.fill([tf.reduce_sum(tf.cast(not_rec, tf.int32))], self.tok[SRC_ITEM]), not_rec,
+        tf.fill([tf.reduce_sum(tf.cast(with_mid, tf.int32))], self.tok[SRC_ITEM]), with_mid,
         validate=False)
     ids = tf.gather(self.id_tokens, items + self.num_items * not_rec)
     return tf.concat([head, query, mid, ids, self._separators(h)], axis=1)
+
+  @property
+  def _num_behaviour(self) -> int:
+    """1 when behaviour tokens are written, else 0 (a slice length)."""
+    return int(self.behaviour_tokens)
+
+  def _behaviour(self, token: str) -> list[int]:
+    """The token id as a 1-element list, or [] without behaviour tokens."""
+    return [self.tok[token]] if self.behaviour_tokens else []
 
   def event_fn(self, kind: str, sequence_length=None):
     """Map fn: prepared event record -> {inputs, targets, target_item, candidates, ...}."""
     max_len = self._input_length(sequence_length)
     template = self.prompts[kind]
     n = self.num_items
+    num_b = self._num_behaviour
 
     @tf.autograph.experimental.do_not_convert
     def fn(ex):
@@ -185,13 +205,17 @@ class Formatter:
         history, target = None, self.id_tokens[item + n]
       elif kind == "gensar_rec":
         history = self._gensar_history(ex)
-        target = tf.concat([[self.tok[REC_ITEM]], self.id_tokens[item]], 0)
+        target = tf.concat([tf.constant(self._behaviour(REC_ITEM), tf.int32, [num_b]),
+                            self.id_tokens[item]], 0)
       elif kind == "gensar_search":
         history = self._gensar_history(ex)
-        target = tf.concat([[self.tok[SRC_ITEM]], self.id_tokens[item + n]], 0)
+        target = tf.concat([tf.constant(self._behaviour(SRC_ITEM), tf.int32, [num_b]),
+                            self.id_tokens[item + n]], 0)
       elif kind == "next_query":
         history = self._gensar_history(ex)
-        target = tf.concat([[self.tok[SRC_QUERY]], self.vocab.encode_tf(" " + ex["query"])], 0)
+        text = (" " + ex["query"]) if self.behaviour_tokens else ex["query"]
+        target = tf.concat([tf.constant(self._behaviour(SRC_QUERY), tf.int32, [num_b]),
+                            self.vocab.encode_tf(text)], 0)
       else:
         raise ValueError(f"not an event task kind: {kind}")
       inputs, kept = render_inputs(self.vocab, template, {"query": ex["query"]}, history,
@@ -209,7 +233,7 @@ class Formatter:
     """Map fn: prepared item record -> {inputs, targets, target_item}."""
     max_len = self._input_length(sequence_length)
     table = self.search_ids if role == "search" else self.rec_ids
-    token = SRC_ITEM if role == "search" else REC_ITEM
+    token = (SRC_ITEM if role == "search" else REC_ITEM) if self.behaviour_tokens else ""
 
     @tf.autograph.experimental.do_not_convert
     def fn(ex):

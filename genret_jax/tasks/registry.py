@@ -51,6 +51,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("tasks.mixture", f"{t.mixture!r} is not one of {tasks_config.MIXTURES}")
   if t.cap_behaviour not in ("", "rec", "search"):
     raise ConfigError("tasks.cap_behaviour", f"{t.cap_behaviour!r} is not '', rec or search")
+  if not isinstance(t.behaviour_tokens, bool):
+    raise ConfigError("tasks.behaviour_tokens", f"must be True or False, got "
+                      f"{t.behaviour_tokens!r}")
   if int(t.cap_per_item) < 0:
     raise ConfigError("tasks.cap_per_item", f"must be >= 0, got {t.cap_per_item}")
   for key in ("max_input_length", "max_target_length"):
@@ -69,8 +72,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         f"needs {sorted(formatting.REQUIRED_FIELDS[kind])}, may use "
                         f"{sorted(formatting.ALLOWED_FIELDS[kind])} (history once); "
                         f"got {fields}")
-    if float(t.rates[kind]) == 0 or not np.isfinite(float(t.rates[kind])):
-      raise ConfigError(f"tasks.rates.{kind}", "must be > 0, or < 0 for 'number of examples'")
+    if not np.isfinite(float(t.rates[kind])):
+      raise ConfigError(f"tasks.rates.{kind}", "must be finite: > 0, 0 to leave the task "
+                        "out, or < 0 for 'number of examples'")
+
+
+def eval_prefix(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """{'rec'|'search': the behaviour token decoding forces before the ID, or ''} of the
+  eval tasks of `tasks.mixture` ('' everywhere with `tasks.behaviour_tokens` False)."""
+  t = config.tasks
+  return {b: EVAL_PREFIX[k] if t.behaviour_tokens else ""
+          for b, k in EVAL_KINDS[t.mixture].items()}
 
 
 def vocabulary(prepared_path: str, ids: ItemIdentifiers) -> GenRetVocabulary:
@@ -123,7 +135,7 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   Returns:
     {"mixture": train mixture name, "mixtures": {mixture: name},
      "tasks": {kind: name}, "eval_tasks": {"rec"|"search": task name},
-     "eval_prefix": {"rec"|"search": behaviour token forced first, or ''},
+     "eval_prefix": {"rec"|"search": behaviour token forced first, or ''} (eval_prefix),
      "vocabulary": the GenRetVocabulary, "example_counts": {kind: n}}.
   """
   validate(config)
@@ -140,7 +152,8 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   t = config.tasks
   fmt = formatting.Formatter(vocab, ids.search, ids.rec, t.prompts.to_dict(),
                              t.history_separator, int(t.max_input_length),
-                             prepared_lib.read_queries(path))
+                             prepared_lib.read_queries(path),
+                             behaviour_tokens=bool(t.behaviour_tokens))
   output_features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
                      "targets": seqio.Feature(vocab, add_eos=True)}
   prefix = _name_prefix(manifest, config, ids)
@@ -181,16 +194,17 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
       if kind in names and counts[kind] > 0:
         rate = float(t.rates[kind.replace("_rec", "") if kind.startswith(("text2id", "id2text"))
                              else kind])
-        rates.append((names[kind], counts[kind] if rate < 0 else rate))
+        if rate != 0:                           # 0: left out (GenSAR's task ablations)
+          rates.append((names[kind], counts[kind] if rate < 0 else rate))
     if rates:
       seqio.MixtureRegistry.add(mixture_names[mixture], rates)
     elif mixture == t.mixture:
       raise ConfigError("tasks.mixture", f"{mixture}: the prepared dataset has no training "
-                        "examples for any of its tasks")
+                        "examples for any of its tasks, or every task's rate is 0")
   return {
       "mixture": mixture_names[t.mixture], "mixtures": mixture_names, "tasks": names,
       "eval_tasks": {b: names[k] for b, k in EVAL_KINDS[t.mixture].items()},
-      "eval_prefix": {b: EVAL_PREFIX[k] for b, k in EVAL_KINDS[t.mixture].items()},
+      "eval_prefix": eval_prefix(config),
       "vocabulary": vocab, "example_counts": counts,
   }
 
