@@ -4,7 +4,9 @@ Both protocols (sampled 1 + 99: `sampled_*` columns; full catalog). Rows:
 GenSAR, then without NRIP (rec), NSIP (search), NSQP (next query), the
 ID <-> text alignment tasks and the behaviour tokens (tasks.behaviour_tokens:
 none in inputs or targets, none forced first at decode), each marked against
-GenSAR. Writes table.md.
+GenSAR; then the baselines Pop_R, Pop_S, BM25 (search) and SASRec (rec), run
+once per seed in the base job and scored in both protocols on the same
+candidates. Writes table.md.
   python -m genret_jax.main --config=configs/paper/gensar.py --workdir=/tmp/gensar_table
 """
 
@@ -26,14 +28,14 @@ ABLATIONS = {
 def get_config():
   c = gensar.get_config()
   c.name = "gensar_table"
-  c.baselines = ""
+  c.baselines = "pop,bm25,sasrec"     # base variant only (the ablations set baselines=)
   c.analyses = ""
   c.table.kind = "table"
   c.table.title = "GenSAR: sampled 1+99 and full-catalog metrics (mean ± std over seeds)"
   c.table.datasets = "amazon-beauty"
   c.table.seeds = 3
   c.table.metrics = ",".join(f"{t}/{m}" for t in ("rec", "search") for m in _METRICS)
-  c.table.reference = "GenSAR"
-  c.table.variants = ",".join(["base="] + [f"{k}={v}" for k, v in ABLATIONS.items()])
+  c.table.reference = "rec:GenSAR,search:GenSAR"
+  c.table.variants = ",".join(["base="] + [f"{k}={v};baselines=" for k, v in ABLATIONS.items()])
   c.table.compare = ",".join(f"GenSAR {k}" for k in ABLATIONS)
   return c

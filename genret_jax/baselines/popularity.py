@@ -17,9 +17,18 @@ def popularity_scores(events: Events, split: np.ndarray, num_items: int) -> np.n
   return np.bincount(events.item[keep], minlength=num_items).astype(np.float64)
 
 
-def evaluate(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
-  """Full-ranking metrics of a fixed score vector for every target item
-  (equal counts are ties: expected metrics over their orders)."""
+def evaluate(scores: np.ndarray, targets: np.ndarray, ks: Sequence[int],
+             candidates: np.ndarray | None = None) -> dict[str, float]:
+  """Metrics of a fixed score vector (float[num_items]) for every target item
+  (int[Q]); equal counts are ties: expected metrics over their orders.
+
+  Full ranking over the catalog, or with `candidates` (int[Q, C], each row
+  holding its target once: the sampled 1 + 99 protocol) over those items only.
+  """
+  if candidates is not None:
+    candidates = ranking.check_candidates(candidates, targets, len(scores))
+    above, ties = ranking.candidate_ranks(scores[candidates], scores[targets])
+    return ranking.metrics_from_ranks(above, ks, ties)
   ordered = np.sort(scores)
   right = np.searchsorted(ordered, scores[targets], side="right")
   left = np.searchsorted(ordered, scores[targets], side="left")

@@ -86,6 +86,8 @@ class SASRecResult:
   valid_history: list                # [(epoch, train loss, metrics dict)]
   best_epoch: int
   test_metrics: dict[str, float]
+  # sampled protocol on TEST (train_sasrec's test_candidates), else None
+  test_sampled_metrics: dict[str, float] | None = None
 
 
 def _loss(model: SASRec, loss: str, params, key, seq):
@@ -136,10 +138,24 @@ def _rank_fn(model: SASRec):
   return ranking.make_rank_fn(lambda p, x: model.apply(p, x, method=SASRec.scores))
 
 
+@functools.lru_cache(maxsize=8)
+def _candidate_rank_fn(model: SASRec):
+  return ranking.make_candidate_rank_fn(lambda p, x: model.apply(p, x, method=SASRec.scores))
+
+
 def evaluate(model: SASRec, params, histories: np.ndarray, targets: np.ndarray,
-             ks: Sequence[int], batch_size: int = 256) -> dict[str, float]:
-  """Full-catalog Recall@K / NDCG@K of next-item prediction (compiled once per model)."""
-  above, ties = ranking.batched_ranks(_rank_fn(model), params, histories, targets, batch_size)
+             ks: Sequence[int], batch_size: int = 256,
+             candidates: np.ndarray | None = None) -> dict[str, float]:
+  """Recall@K / NDCG@K of next-item prediction (compiled once per model): over the
+  full catalog, or with `candidates` (int[E, C], each row holding its target once:
+  the sampled 1 + 99 protocol) over those items only."""
+  if candidates is None:
+    above, ties = ranking.batched_ranks(_rank_fn(model), params, histories, targets,
+                                        batch_size)
+  else:
+    candidates = ranking.check_candidates(candidates, targets, model.num_items)
+    above, ties = ranking.batched_ranks(_candidate_rank_fn(model), params, histories, targets,
+                                        batch_size, candidates=candidates)
   return ranking.metrics_from_ranks(above, ks, ties)
 
 
@@ -148,12 +164,16 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
                  dropout: float = 0.2, loss: str = "bce", epochs: int = 30,
                  batch_size: int = 128, learning_rate: float = 1e-3, eval_every: int = 5,
                  ks: Sequence[int] = (5, 10, 20), seed: int = 0, all_windows: bool = True,
-                 test_rows: np.ndarray | None = None, verbose: bool = False) -> SASRecResult:
+                 test_rows: np.ndarray | None = None, test_candidates: np.ndarray | None = None,
+                 verbose: bool = False) -> SASRecResult:
   """Trains SASRec on TRAIN rec events; selects by VALID NDCG@max(ks); tests on TEST.
 
   all_windows: train on every max_len window of each history (see
   sequences.train_sequences), not only the last one.
   test_rows: int[Q], the TEST rec events (in event order) to evaluate; all when None.
+  test_candidates: int[Q, C], the sampled-protocol candidates of those Q events
+    (target included, e.g. PreparedDataset.candidates()); when given, the best
+    model is also scored on them (`test_sampled_metrics`).
   """
   if loss not in ("bce", "softmax"):
     raise ConfigError("ids.sasrec.loss", f"must be bce or softmax, got {loss!r}")
@@ -163,6 +183,11 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
   if seqs.shape[0] == 0:
     raise ConfigError("ids.collaborative.source",
                       "sasrec needs users with >= 2 TRAIN rec events; the data has none")
+  test_x, test_y = sequences.eval_examples(events, split, TEST, max_len)
+  if test_rows is not None:
+    test_x, test_y = test_x[test_rows], test_y[test_rows]
+  if test_candidates is not None:     # checked before training: fail fast
+    test_candidates = ranking.check_candidates(test_candidates, test_y, num_items)
   model = SASRec(num_items, dim, num_layers, num_heads, max_len, dropout)
   key = jax.random.PRNGKey(seed)
   params = model.init(key, jnp.zeros((1, max_len), jnp.int32))
@@ -184,9 +209,9 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
         best, best_score, best_epoch = params, m[select], epoch
   if not valid_y.size:
     best = params
-  test_x, test_y = sequences.eval_examples(events, split, TEST, max_len)
-  if test_rows is not None:
-    test_x, test_y = test_x[test_rows], test_y[test_rows]
   test = evaluate(model, best, test_x, test_y, ks)
+  sampled = None
+  if test_candidates is not None:
+    sampled = evaluate(model, best, test_x, test_y, ks, candidates=test_candidates)
   table = np.asarray(best["params"]["item_emb"]["embedding"][1:], np.float32)
-  return SASRecResult(best, table, history, best_epoch, test)
+  return SASRecResult(best, table, history, best_epoch, test, sampled)
