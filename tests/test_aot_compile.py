@@ -72,7 +72,8 @@ def _child() -> dict:
   tx = optim.make_optimizer(train_cfg)
   abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, INPUT_LEN, TARGET_LEN)
 
-  # Train step: the same jit as step_lib.jit_train_step, lowered on abstract inputs.
+  # Train step: the JittedStep training uses (step_lib.jit_train_step: its jit
+  # settings and axis rules), lowered on abstract inputs.
   data = step_lib.batch_sharding(mesh)
   batch = {name: jax.ShapeDtypeStruct((TRAIN_BATCH, length), jnp.int32, sharding=data)
            for name, length in (("encoder_input_tokens", INPUT_LEN),
@@ -81,12 +82,10 @@ def _child() -> dict:
                                 ("decoder_loss_weights", TARGET_LEN))}
   step_fn = step_lib.make_train_step(model, tx, optim.learning_rate_schedule(train_cfg),
                                      train_cfg)
-  jitted = jax.jit(step_fn, in_shardings=(shardings, data),
-                   out_shardings=(shardings, partitioning.replicated(mesh)),
-                   donate_argnums=(0,))
+  train_step = step_lib.jit_train_step(step_fn, mesh, rules, shardings)
+  out["train_donate_argnums"] = list(train_step.jit_kwargs["donate_argnums"])
   t0 = time.perf_counter()
-  with partitioning.axis_rules(mesh, rules):
-    compiled = jitted.lower(abstract, batch).compile()
+  compiled = train_step.lower(abstract, batch).compile()
   out["train_compile_s"] = time.perf_counter() - t0
   (state_in, batch_in), _ = compiled.input_shardings
   state_out, metrics_out = compiled.output_shardings
@@ -169,6 +168,7 @@ def test_aot_train_step_shardings(compiled):
       k: ["data"] for k in ("encoder_input_tokens", "decoder_input_tokens",
                             "decoder_target_tokens", "decoder_loss_weights")}
   assert compiled["train_metrics_out"] == ["[]"]
+  assert compiled["train_donate_argnums"] == [0]       # the state is donated, as in training
   # Params + 2 AdamW moments, most of it split 4 ways over 'model': each device
   # holds well under the replicated 3x (norm scales and relpos are small).
   per_device = compiled["train_argument_bytes_per_device"]

@@ -151,29 +151,60 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return partitioning.data_sharding(mesh)
 
 
-def jit_train_step(step_fn, mesh: Mesh, rules, shardings: TrainState):
-  """jax.jit with state/batch shardings and the state donated.
+class JittedStep:
+  """A `jax.jit` of a step that traces and runs under its mesh's logical axis rules.
+
+  Calling it runs the step. `lower(*args)` lowers it with exactly the jit
+  settings and axis rules training uses, for an ahead-of-time
+  `.lower(...).compile()` on abstract inputs (jax.ShapeDtypeStruct with
+  shardings): nothing is re-created, so what compiles is what trains.
+
+  Attributes:
+    fn: the un-jitted step.
+    jitted: `jax.jit(fn, **jit_kwargs)`.
+    jit_kwargs: the jit settings (in_shardings, out_shardings and, for the
+      train step, donate_argnums).
+    mesh, rules: the mesh and logical axis rules tracing happens under.
+  """
+
+  def __init__(self, fn: Callable[..., Any], mesh: Mesh, rules, **jit_kwargs):
+    self.fn = fn
+    self.mesh = mesh
+    self.rules = rules
+    self.jit_kwargs = dict(jit_kwargs)
+    self.jitted = jax.jit(fn, **jit_kwargs)
+
+  def __call__(self, *args):
+    with partitioning.axis_rules(self.mesh, self.rules):
+      return self.jitted(*args)
+
+  def lower(self, *args) -> jax.stages.Lowered:
+    """`jitted.lower(*args)` under the axis rules; `.compile()` the result."""
+    with partitioning.axis_rules(self.mesh, self.rules):
+      return self.jitted.lower(*args)
+
+
+def train_step_jit_kwargs(mesh: Mesh, shardings: TrainState) -> dict[str, Any]:
+  """The jax.jit settings of the train step: state sharded by `shardings`, the
+  batch over 'data', metrics replicated, the state donated."""
+  return {"in_shardings": (shardings, batch_sharding(mesh)),
+          "out_shardings": (shardings, partitioning.replicated(mesh)),
+          "donate_argnums": (0,)}
+
+
+def jit_train_step(step_fn, mesh: Mesh, rules, shardings: TrainState) -> JittedStep:
+  """jax.jit with state/batch shardings and the state donated (train_step_jit_kwargs).
 
   Tracing happens under the mesh and the logical axis rules, so the model's
-  activation constraints (nn.with_logical_constraint) bind to this mesh.
+  activation constraints (nn.with_logical_constraint) bind to this mesh. The
+  returned JittedStep is called as (state, batch) -> (state, metrics); its
+  `lower(abstract_state, abstract_batch).compile()` is the same program AOT.
   """
-  replicated = partitioning.replicated(mesh)
-  jitted = jax.jit(step_fn, in_shardings=(shardings, batch_sharding(mesh)),
-                   out_shardings=(shardings, replicated), donate_argnums=(0,))
-
-  def call(state, batch):
-    with partitioning.axis_rules(mesh, rules):
-      return jitted(state, batch)
-  return call
+  return JittedStep(step_fn, mesh, rules, **train_step_jit_kwargs(mesh, shardings))
 
 
-def jit_eval_step(step_fn, mesh: Mesh, rules, param_shardings):
+def jit_eval_step(step_fn, mesh: Mesh, rules, param_shardings) -> JittedStep:
   """jax.jit of the eval step; params are read, not donated."""
-  replicated = partitioning.replicated(mesh)
-  jitted = jax.jit(step_fn, in_shardings=(param_shardings, batch_sharding(mesh)),
-                   out_shardings=replicated)
-
-  def call(params, batch):
-    with partitioning.axis_rules(mesh, rules):
-      return jitted(params, batch)
-  return call
+  return JittedStep(step_fn, mesh, rules,
+                    in_shardings=(param_shardings, batch_sharding(mesh)),
+                    out_shardings=partitioning.replicated(mesh))
