@@ -15,7 +15,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0                  # parameter init, dropout and data order
   c.pack = True               # seqio EncDecFeatureConverter packing
   c.train_split = "train"
-  c.input_shards = 0          # data shards the global batch is made of; 0 = process count
+  c.input_shards = 0          # data shards the global batch is made of; 0 =
+                              # gcd(batch_size, global device count), the same for any
+                              # number of processes (a resumed run keeps its checkpoint's)
   # Optimizer.
   c.optimizer = "adamw"       # adamw | adafactor
   c.learning_rate = 1e-3      # peak learning rate

@@ -4,15 +4,21 @@ The global batch of `batch_size` rows is made of `input_shards` (K) equal
 blocks; block k always comes from seqio shard ShardInfo(k, K) of the mixture,
 shuffled with seed + k. A process reads exactly the blocks whose rows its
 devices hold, so the global batch at every step depends only on
-(mixture, seed, K, batch_size, step), never on the number of processes: a run
-on 1 host and on 4 hosts sees identical batches. K defaults to the process
-count, i.e. seqio.ShardInfo(jax.process_index(), jax.process_count()).
+(mixture, seed, K, batch_size, step), never on the number of processes.
+
+K defaults (train.input_shards = 0) to gcd(batch_size, jax.device_count()):
+the global device count whenever it divides the batch. It depends only on the
+batch size and the global device count, so 1 process x 4 devices and
+2 processes x 2 devices read identical batches; and it is a multiple of the
+mesh's 'data' axis size (which divides both), so every data-parallel replica,
+hence every process, holds whole blocks.
 
 Resuming at step s re-creates the deterministic stream and skips s batches.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Iterator, Mapping
 
 import jax
@@ -26,13 +32,62 @@ from genret_jax.errors import ConfigError, GenRetError
 Batch = dict[str, np.ndarray]
 
 
-def num_input_shards(configured: int, batch_size: int) -> int:
-  """`train.input_shards`, or the process count when 0; must divide batch_size."""
-  shards = int(configured) or jax.process_count()
+def default_input_shards(batch_size: int) -> int:
+  """K for train.input_shards = 0: gcd(batch_size, jax.device_count()).
+
+  The global device count when it divides the batch (the usual data-parallel
+  case); otherwise the largest count dividing both. Independent of the
+  number of processes and of the mesh's data x model split.
+  """
+  return math.gcd(int(batch_size), jax.device_count())
+
+
+def num_input_shards(configured: int, batch_size: int,
+                     sharding: NamedSharding | None = None) -> int:
+  """K: `train.input_shards`, or `default_input_shards(batch_size)` when 0.
+
+  Raises ConfigError naming train.input_shards when K < 1 or does not divide
+  batch_size, or (given the batch `sharding`) when the K blocks cannot be
+  divided among the processes: some process's rows are not a contiguous run
+  of whole blocks. Every process checks every process's rows, so all of them
+  fail together with the same message.
+  """
+  shards = int(configured) or default_input_shards(batch_size)
   if shards < 1 or batch_size % shards:
     raise ConfigError("train.input_shards",
                       f"{shards} shards must be >= 1 and divide train.batch_size={batch_size}")
+  if sharding is not None:
+    for process, rows in sorted(_rows_by_process(sharding, batch_size).items()):
+      _whole_blocks(rows, batch_size, shards, process, sharding)
   return shards
+
+
+def _rows_by_process(sharding: NamedSharding, batch_size: int) -> dict[int, set[int]]:
+  """{process index: the batch rows its devices hold} over all devices of `sharding`."""
+  rows: dict[int, set[int]] = {}
+  for device, index in sharding.devices_indices_map((batch_size,)).items():
+    rows.setdefault(device.process_index, set()).update(range(*index[0].indices(batch_size)))
+  return rows
+
+
+def _whole_blocks(rows: set[int], batch_size: int, shards: int, process: int,
+                  sharding: NamedSharding) -> list[int]:
+  """The blocks `rows` are made of, or ConfigError when they are not whole blocks."""
+  lo, hi = min(rows), max(rows) + 1
+  block = batch_size // shards
+  if len(rows) == hi - lo and not lo % block and not hi % block:
+    return list(range(lo // block, hi // block))
+  held = f"rows [{lo}, {hi})" if len(rows) == hi - lo else (
+      f"{len(rows)} rows between {lo} and {hi - 1}, not a contiguous run")
+  row_blocks = len({index[0].indices(batch_size)
+                    for index in sharding.devices_indices_map((batch_size,)).values()})
+  processes = len({d.process_index for d in sharding.device_set})
+  raise ConfigError("train.input_shards",
+                    f"{shards} shards of {block} rows cannot be divided among the {processes} "
+                    f"processes: process {process} holds {held} of the {batch_size}-row batch; "
+                    f"use a multiple of the {row_blocks} row blocks of the mesh's 'data' axis "
+                    f"that divides train.batch_size (0 = gcd(batch_size, device count) = "
+                    f"{default_input_shards(batch_size)})")
 
 
 def local_shards(sharding: NamedSharding, batch_size: int, shards: int) -> list[int]:
@@ -44,13 +99,7 @@ def local_shards(sharding: NamedSharding, batch_size: int, shards: int) -> list[
   rows = set()
   for index in sharding.addressable_devices_indices_map((batch_size,)).values():
     rows.update(range(*index[0].indices(batch_size)))
-  lo, hi = min(rows), max(rows) + 1
-  block = batch_size // shards
-  if len(rows) != hi - lo or lo % block or hi % block:
-    raise ConfigError("train.input_shards",
-                      f"process {jax.process_index()} holds rows [{lo}, {hi}) of the batch, "
-                      f"which are not whole blocks of {block} rows for {shards} shards")
-  return list(range(lo // block, hi // block))
+  return _whole_blocks(rows, batch_size, shards, jax.process_index(), sharding)
 
 
 def _provider(name: str) -> seqio.DatasetProviderBase:

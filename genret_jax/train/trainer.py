@@ -116,6 +116,30 @@ def model_and_init(config: ml_collections.ConfigDict, vocab_size: int
   return build_model(config, vocab_size), None
 
 
+def _resumed_input_shards(cfg: ml_collections.ConfigDict, saved: Mapping[str, Any],
+                          shards: int, sharding: Any, directory: str) -> int:
+  """The input shard count a resumed run reads with.
+
+  With train.input_shards = 0 a run keeps the count its checkpoint recorded
+  (the default may differ: another device count, or a checkpoint from before
+  the default was gcd(batch_size, device count)), so it continues the same
+  data stream. An explicit value must match it (check_input_position). Raises
+  ConfigError naming train.input_shards when the recorded count cannot be
+  divided among this run's processes.
+  """
+  recorded = saved.get("input_shards")
+  if (int(cfg.input_shards) or recorded in (None, shards)
+      or saved.get("batch_size") != int(cfg.batch_size)):
+    return shards  # nothing to adopt, or check_input_position reports the mismatch
+  try:
+    return input_pipeline.num_input_shards(int(recorded), int(cfg.batch_size), sharding)
+  except ConfigError as e:
+    reason = str(e).split(": ", 1)[-1]
+    raise ConfigError("train.input_shards", f"the checkpoint in {directory} reads "
+                      f"{recorded} input shards, which this run cannot: {reason}; use a fresh "
+                      "workdir or the process and device layout it was written with") from e
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, mixture_name: str,
           vocab_size: int, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
   """Trains `config.model` on the seqio mixture; resumes from the latest checkpoint.
@@ -152,7 +176,8 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
   validate(config, mesh)
   lengths = feature_lengths(config)
   batch_size, num_steps = int(cfg.batch_size), int(cfg.num_steps)
-  shards = input_pipeline.num_input_shards(cfg.input_shards, batch_size)
+  sharding = step_lib.batch_sharding(mesh)
+  shards = input_pipeline.num_input_shards(cfg.input_shards, batch_size, sharding)
   tx = optim.make_optimizer(cfg)
   schedule = optim.learning_rate_schedule(cfg)
   abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, lengths["inputs"],
@@ -167,13 +192,14 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
                                        lengths["targets"], init_params)
   else:
     state, saved = ckpt.restore(resumed_from, abstract)
+    shards = _resumed_input_shards(cfg, saved, shards, sharding, ckpt.directory)
+    position["input_shards"] = shards
     checkpoints.check_input_position(saved, position, ckpt.directory)
     if int(state.step) != resumed_from or saved["batches_consumed"] != resumed_from:
       raise GenRetError(f"checkpoint {ckpt.directory}/{resumed_from} is inconsistent: state "
                         f"step {int(state.step)}, input position {saved['batches_consumed']}")
   start = resumed_from or 0
 
-  sharding = step_lib.batch_sharding(mesh)
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, cfg),
                                        mesh, rules, shardings)
   evaluator = None
@@ -283,7 +309,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture
   validate(config, mesh)
   model, params, step = restore_params(config, workdir, vocab_size)
   param_shardings = jax.tree_util.tree_map(lambda x: x.sharding, params)
-  shards = input_pipeline.num_input_shards(cfg.input_shards, int(cfg.batch_size))
+  shards = input_pipeline.num_input_shards(cfg.input_shards, int(cfg.batch_size),
+                                           step_lib.batch_sharding(mesh))
   evaluator = _Evaluator(model, mesh, rules, param_shardings, task_or_mixture,
                          feature_lengths(config), cfg.eval_split, int(cfg.batch_size), shards,
                          int(cfg.eval_batches))
