@@ -81,3 +81,10 @@ def test_simulator_words_widens_the_vowels_only_when_needed():
     words = simulator._pseudo_words(np.random.default_rng(0), 1000)
     assert len(set(words.tolist())) == 1000
   assert simulator._VOWELS is vowels
+
+
+def test_decode_refuses_a_million_token_vocabulary():
+  from genret_jax.bench import scale
+  scale.check_logits_memory(3000, (256, 256, 256, 40), 64, 30)     # 0.02 GiB
+  with pytest.raises(RuntimeError, match=r"984,700 tokens.*\[64 x 30, vocab\] take 7\.0 GiB"):
+    scale.check_logits_memory(984_700, (256, 256, 256, 984_700), 64, 30)

@@ -36,6 +36,18 @@ def test_tfidf_svd_shapes_norms_and_text_identity():
     emb.semantic_embeddings(c, _catalog())
 
 
+def test_tfidf_warns_when_items_keep_no_term(caplog):
+  texts = ["red shoe", "red boot", "red hat", "red shoe", "blue cap", ""]
+  with caplog.at_level("WARNING", logger="genret_jax.ids.embeddings"):
+    x = emb.tfidf_svd(texts, 2)
+  assert not caplog.records                                  # an empty text is not lost
+  with caplog.at_level("WARNING", logger="genret_jax.ids.embeddings"):
+    x = emb.tfidf_svd(texts, 2, max_features=2)   # "red" + "shoe" or "red shoe"
+  np.testing.assert_array_equal(x[4], 0.0)
+  assert len(caplog.records) == 1
+  assert "1 of 6 items (16.7%) have words but none among the 2 most" in caplog.text
+
+
 def test_tfidf_with_no_words_is_a_config_error():
   cat = Catalog(np.array(["a", "b"]), {"title": np.array(["", ""], object)})
   with pytest.raises(ConfigError, match="config.ids.semantic.source"):

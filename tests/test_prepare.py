@@ -161,8 +161,10 @@ def test_load_checks_the_candidate_count(tmp_path, prepared_tiny):
 def test_shards_end_at_user_boundaries(tmp_path):
   c = tiny_config()
   catalog, events = load_raw(c.data)
+  phases = []
   path = prepare.write_prepared(catalog, events, c, str(tmp_path / "p"), examples_per_shard=100,
-                                verbose=False)
+                                verbose=False, on_phase=phases.append)
+  assert tuple(phases) == prepare.PHASES
   train_files = sorted(glob.glob(prepared.split_patterns(path)["train"]))
   assert len(train_files) > 2
   users_per_file = []

@@ -23,6 +23,13 @@ Every stage runs the project's own code path, in its own subprocess (unless
            and the default search prompt; rq_kmeans IDs (an atomic ID is one
            token of a 1M-token output layer: [batch x beam, 1M] logits per step).
 
+Item text embeddings keep --semantic_features TF-IDF terms: with the
+default ids.semantic.max_features of 50,000, 51% of a 1M-item simulated
+catalog (50,000 clusters x 5 cluster terms alone) has no kept term, its
+embeddings are zero, RQ-KMeans puts 98.5% of the items behind one 3-code
+prefix and the dedup level needs 984,700 codes; decoding then stops with the
+logits-memory check (check_logits_memory) instead of running out of memory.
+
 Per stage (and per part of a stage): wall and CPU seconds (time.process_time,
 all threads), the peak resident set size sampled every 20 ms from
 /proc/self/status (VmRSS) while it runs, and the RSS before and after. In a
@@ -60,6 +67,9 @@ _INPUT_LEN = flags.DEFINE_integer("input_length", 64, "Encoder input tokens per 
 _RQ_ITERS = flags.DEFINE_integer("rq_iterations", 10, "RQ-KMeans Lloyd iterations per level.")
 _CODES = flags.DEFINE_integer("codebook_size", 256, "RQ-KMeans codes per level.")
 _DIM = flags.DEFINE_integer("semantic_dim", 128, "TF-IDF + SVD embedding dimension.")
+_FEATURES = flags.DEFINE_integer(
+    "semantic_features", 262_144, "TF-IDF terms kept (ids.semantic.max_features; the "
+    "default 50,000 leaves 51% of a 1M-item simulated catalog without any term).")
 _STAGES = flags.DEFINE_list("stages", ["prepare", "ids", "trie", "decode"],
                             "Stages to run (later ones read what earlier ones wrote).")
 _IN_PROCESS = flags.DEFINE_bool("in_process", False,
@@ -73,7 +83,7 @@ SIMULATOR = dict(items_per_query=4, session_length=5, search_fraction=0.3, zipf_
                  cooccurrence=0.8, user_focus=0.5, popularity_kl=0.5, matching_queries=0.8,
                  relevant_pairs=0.9)
 _FORWARD = (_ITEMS, _EVENTS, _USERS, _CLUSTERS, _QUERIES, _WORKDIR, _BATCH, _BEAM, _INPUT_LEN,
-            _RQ_ITERS, _CODES, _DIM)
+            _RQ_ITERS, _CODES, _DIM, _FEATURES)
 
 
 # ---------------------------------------------------------------- measuring
@@ -110,28 +120,54 @@ class _Sampler:
 _SAMPLER: _Sampler | None = None
 
 
-@contextlib.contextmanager
-def meter(record: dict):
-  """Fills `record` with wall_s, cpu_s, rss_start_mb, peak_rss_mb, rss_end_mb, load."""
+def _start(record: dict) -> dict:
   global _SAMPLER
   if _SAMPLER is None:
     _SAMPLER = _Sampler()
   rss = _rss_mb()
-  record.update(rss_start_mb=rss, peak_rss_mb=rss, load_start=os.getloadavg()[0])
+  record.update(rss_start_mb=rss, peak_rss_mb=rss, load_start=os.getloadavg()[0],
+                _t0=time.perf_counter(), _c0=time.process_time())
   with _SAMPLER.lock:
     _SAMPLER.open.append(record)
-  t0, c0 = time.perf_counter(), time.process_time()
+  return record
+
+
+def _stop(record: dict) -> dict:
+  wall = time.perf_counter() - record.pop("_t0")
+  cpu = time.process_time() - record.pop("_c0")
+  with _SAMPLER.lock:
+    _SAMPLER.open.remove(record)
+  rss = _rss_mb()
+  record.update(wall_s=round(wall, 4), cpu_s=round(cpu, 4), rss_end_mb=round(rss, 1),
+                peak_rss_mb=round(max(record["peak_rss_mb"], rss), 1),
+                rss_start_mb=round(record["rss_start_mb"], 1), load_end=os.getloadavg()[0])
+  return record
+
+
+@contextlib.contextmanager
+def meter(record: dict):
+  """Fills `record` with wall_s, cpu_s, rss_start_mb, peak_rss_mb, rss_end_mb, load."""
+  _start(record)
   try:
     yield record
   finally:
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    with _SAMPLER.lock:
-      _SAMPLER.open.remove(record)
-    rss = _rss_mb()
-    record.update(wall_s=round(wall, 4), cpu_s=round(cpu, 4), rss_end_mb=round(rss, 1),
-                  peak_rss_mb=round(max(record["peak_rss_mb"], rss), 1),
-                  rss_start_mb=round(record["rss_start_mb"], 1),
-                  load_end=os.getloadavg()[0])
+    _stop(record)
+
+
+class Phases:
+  """Meters consecutive phases: `phases(name)` files the running one as `prefix + name`
+  in `parts` and starts the next (the `on_phase` callback of write_prepared)."""
+
+  def __init__(self, parts: dict, prefix: str):
+    self.parts, self.prefix = parts, prefix
+    self.current = _start({})
+
+  def __call__(self, name: str) -> None:
+    self.parts[self.prefix + name] = _stop(self.current)
+    self.current = _start({})
+
+  def close(self) -> None:
+    _stop(self.current)
 
 
 def _dir_bytes(path: str) -> int:
@@ -157,6 +193,7 @@ def make_config():
     s[key] = value
   c.data.source = "simulated"
   c.ids.semantic.dim = _DIM.value
+  c.ids.semantic.max_features = _FEATURES.value
   c.ids.rq_kmeans.iterations = _RQ_ITERS.value
   c.ids.rq_kmeans.codebook_size = _CODES.value
   c.decode.batch_size = _BATCH.value
@@ -227,7 +264,9 @@ def stage_prepare(rec: dict) -> None:
     with simulator_words(config.data.simulator, rec["simulator_words"]):
       catalog, events = load_raw(config.data)
   with meter(parts.setdefault("write_prepared", {})):
-    prepare.write_prepared(catalog, events, config, prepared_dir())
+    phases = Phases(parts, "write_prepared.")
+    prepare.write_prepared(catalog, events, config, prepared_dir(), on_phase=phases)
+    phases.close()
   manifest = prepared.read_manifest(prepared_dir())
   rec["output"] = {"bytes": _dir_bytes(prepared_dir()), "files": len(manifest["files"]),
                    "counts": manifest["counts"]}
@@ -333,6 +372,27 @@ def encode_search_inputs(vocab, queries: list[str], length: int) -> np.ndarray:
   return out
 
 
+LOGITS_LIMIT_GIB = 1.0
+
+
+def check_logits_memory(vocab_size: int, level_sizes, batch: int, beam: int) -> None:
+  """RuntimeError, before any allocation, when one step's logits would exceed LOGITS_LIMIT_GIB.
+
+  Every decoding step holds float32 logits [batch x beam, vocab] and a few
+  copies (log-softmax, masking): with a ~1M-token ID vocabulary (atomic IDs,
+  or RQ-KMeans IDs whose dedup level is huge because most items share one
+  prefix) that is 7 GiB per copy at batch 64 x beam 30, past 24 GiB in all.
+  """
+  from genret_jax.model import network  # pylint: disable=g-import-not-at-top
+  gib = batch * beam * network.pad_vocab_size(vocab_size) * 4 / 2**30
+  if gib > LOGITS_LIMIT_GIB:
+    raise RuntimeError(
+        f"decode: the vocabulary has {vocab_size:,} tokens (ID level sizes "
+        f"{list(level_sizes)}): float32 logits [{batch} x {beam}, vocab] take "
+        f"{gib:.1f} GiB per copy (limit {LOGITS_LIMIT_GIB} GiB); a last level this large "
+        "means most items share one prefix (degenerate embeddings, see --semantic_features)")
+
+
 def stage_decode(rec: dict) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from genret_jax.evaluation import generative  # pylint: disable=g-import-not-at-top
@@ -345,6 +405,7 @@ def stage_decode(rec: dict) -> None:
     if not queries:
       raise RuntimeError(f"{prepared_dir()}: no search events in the test split")
     inputs = encode_search_inputs(vocab, queries, _INPUT_LEN.value)
+    check_logits_memory(vocab.vocab_size, ids.search.level_sizes, _BATCH.value, _BEAM.value)
     module, params = make_model(vocab.vocab_size)
 
   def run(x):

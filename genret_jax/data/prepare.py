@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 import uuid
+from typing import Callable
 
 import ml_collections
 import numpy as np
@@ -172,17 +173,30 @@ def _columns(events: Events, split: np.ndarray, hist: dict, ranks: np.ndarray,
   }
 
 
+PHASES = ("split", "negatives", "histories", "item_ranks", "items_users", "event_shards",
+          "counts_queries", "sentencepiece", "manifest")
+
+
 def write_prepared(catalog: Catalog, events: Events, config: ml_collections.ConfigDict,
-                   out: str, examples_per_shard: int = 20_000, verbose: bool = True) -> str:
-  """Builds the prepared dataset from canonical tables into `out` (atomically)."""
+                   out: str, examples_per_shard: int = 20_000, verbose: bool = True,
+                   on_phase: Callable[[str], None] | None = None) -> str:
+  """Builds the prepared dataset from canonical tables into `out` (atomically).
+
+  `on_phase(name)` is called as each of PHASES ends (e.g. to time them).
+  """
   t0 = time.time()
+  phase = on_phase or (lambda name: None)
   seed = int(config.data.seed)
   split = leave_one_out(events)
   texts = catalog.texts()
+  phase("split")
   eval_events, negatives = negatives_lib.sample_candidates(
       events, split, texts, seed, source=str(config.data.path or config.data.source))
+  phase("negatives")
   hist = histories(events, int(config.data.max_history))
+  phase("histories")
   ranks = item_ranks(events, split, seed)
+  phase("item_ranks")
   parent = os.path.dirname(os.path.abspath(out))
   os.makedirs(parent, exist_ok=True)
   tmp = os.path.join(parent, f".{os.path.basename(out)}.tmp-{uuid.uuid4().hex[:8]}")
@@ -190,6 +204,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
   try:
     names = prepared_lib.write_items(tmp, catalog, texts)
     names += prepared_lib.write_users(tmp, events.user_ids)
+    phase("items_users")
     timeline = np.lexsort((np.arange(events.num_events), events.timestamp, events.user))
     queries = events.query.astype(str)
     for s, split_name in enumerate(SPLIT_NAMES):
@@ -201,6 +216,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
                            index[cuts[shard]:cuts[shard + 1]], queries)
         prepared_lib.write_event_shard(os.path.join(tmp, name), columns)
         names.append(name)
+    phase("event_shards")
     counts = np.zeros((len(BEHAVIOURS), catalog.num_items), np.int64)
     train = split == TRAIN
     np.add.at(counts, (events.behaviour[train].astype(np.int64), events.item[train]), 1)
@@ -210,9 +226,11 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     with open(os.path.join(tmp, prepared_lib.QUERIES), "w", encoding="utf-8") as f:
       json.dump(queries, f, ensure_ascii=False)
     names.append(prepared_lib.QUERIES)
+    phase("counts_queries")
     with open(os.path.join(tmp, prepared_lib.SP_MODEL), "wb") as f:
       f.write(_sp_model(config, _corpus(texts, events, seed)))
     names.append(prepared_lib.SP_MODEL)
+    phase("sentencepiece")
     files = {n: prepared_lib.file_sha256(os.path.join(tmp, n)) for n in names}
     stats = stats_lib.statistics(events, split, catalog.num_items)
     manifest = {
@@ -232,6 +250,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     os.rename(tmp, out)
     if old:
       shutil.rmtree(old, ignore_errors=True)
+    phase("manifest")
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

@@ -13,7 +13,9 @@ Collaborative embeddings:
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,8 @@ import numpy as np
 
 from genret_jax.data.schema import Catalog, Events
 from genret_jax.errors import ConfigError, DataError
+
+_WORD = re.compile(r"(?u)\b\w+\b")   # the TF-IDF token pattern
 
 
 def load_npy(path: str, num_items: int) -> np.ndarray:
@@ -57,7 +61,11 @@ def _field_order(catalog: Catalog, fields: str) -> tuple[str, ...] | None:
 
 def tfidf_svd(texts: list[str], dim: int, seed: int = 0, max_features: int = 50000) -> np.ndarray:
   """float32[N, <= dim]: TF-IDF (unigrams + bigrams, sublinear tf) -> truncated SVD,
-  rows L2-normalized (an item with no text gets the zero vector)."""
+  rows L2-normalized (an item with no text gets the zero vector).
+
+  Only the `max_features` most frequent terms are kept; items whose words are
+  all outside them get the zero vector too, which is logged as a warning.
+  """
   from sklearn.decomposition import TruncatedSVD  # pylint: disable=g-import-not-at-top
   from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
   vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=max_features,
@@ -67,6 +75,14 @@ def tfidf_svd(texts: list[str], dim: int, seed: int = 0, max_features: int = 500
   except ValueError:
     raise ConfigError("ids.semantic.source", "tfidf: the item texts contain no words; use "
                       "ids.semantic.source=npy") from None
+  lost = int(((tfidf.getnnz(axis=1) == 0)
+               & np.asarray([bool(_WORD.search(t)) for t in texts])).sum())
+  if lost:   # e.g. 1M simulated items and the default 50,000 features: 51% of items
+    logging.getLogger(__name__).warning(
+        "ids.semantic: %d of %d items (%.1f%%) have words but none among the %d most "
+        "frequent TF-IDF terms: their embeddings are zero and their identifiers collide; "
+        "raise ids.semantic.max_features", lost, len(texts), 100 * lost / len(texts),
+        tfidf.shape[1])
   n_comp = max(1, min(dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
   svd = TruncatedSVD(n_components=n_comp, random_state=seed, algorithm="randomized", n_iter=7)
   x = svd.fit_transform(tfidf)
