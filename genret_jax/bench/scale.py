@@ -9,7 +9,10 @@ Every stage runs the project's own code path, in its own subprocess (unless
   prepare  genret_jax.data.readers.load_raw (the simulator, every knob passed
            explicitly, see SIMULATOR) + genret_jax.data.prepare.write_prepared:
            what `--mode=prepare` runs; writes {workdir}/prepared (sharded
-           TFRecords + manifest).
+           TFRecords + manifest). Its parts: simulate, then write_prepared's
+           phases (prepare.PHASES, via on_phase). A catalog needing more
+           pseudo-words than the simulator's inventory gets a wider vowel set
+           in this process only (simulator_words; recorded in the JSON).
   ids      genret_jax.data.prepared.load + genret_jax.ids.build.build_identifiers
            for `atomic` and `rq_kmeans` (TF-IDF + SVD content embeddings of the
            item text, `--rq_iterations` Lloyd iterations): what `--mode=ids` runs.
