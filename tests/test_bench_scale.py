@@ -64,25 +64,6 @@ def test_scale_bench_tiny_one_subprocess_per_stage(tmp_path):
     assert rec["peak_rss_mb"] >= rec["process_peak_rss_mb"]
 
 
-def test_simulator_words_widens_the_vowels_only_when_needed():
-  from genret_jax.bench import scale
-  from genret_jax.config import get_base_config
-  from genret_jax.data import simulator
-  vowels = simulator._VOWELS
-  sim = get_base_config().data.simulator
-  info = {}
-  with scale.simulator_words(sim, info):                  # 500 items: untouched
-    assert simulator._VOWELS is vowels
-  assert info["extra_vowels"] == [] and info["words_needed"] == 25 * 3 + 500 * 2 + 125 * 2
-  sim.num_items, sim.num_clusters = 1_000_000, 50_000
-  with scale.simulator_words(sim, info):
-    assert len(simulator._VOWELS) == len(vowels) + len(info["extra_vowels"]) > len(vowels)
-    assert info["inventory"] < info["words_needed"] <= info["inventory_used"] / 4
-    words = simulator._pseudo_words(np.random.default_rng(0), 1000)
-    assert len(set(words.tolist())) == 1000
-  assert simulator._VOWELS is vowels
-
-
 def test_decode_refuses_a_million_token_vocabulary():
   from genret_jax.bench import scale
   scale.check_logits_memory(3000, (256, 256, 256, 40), 64, 30)     # 0.02 GiB

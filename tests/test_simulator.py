@@ -188,3 +188,14 @@ def test_user_focus_persists_interests(focus):
   _, events, _ = simulator.simulate_world(cfg, 11)
   freq = np.bincount(events.item[events.behaviour == REC], minlength=500)
   assert 0.5 * np.abs(freq / freq.sum() - world.p_rec).sum() < 0.08
+
+
+def test_pseudo_words_grow_longer_when_the_inventory_is_short(monkeypatch):
+  """Past a quarter of the 2-3 syllable inventory, words get more syllables
+  (here 2 syllables 'ba'/'da': 12 words of 2-3 syllables, 40 asked for)."""
+  monkeypatch.setattr(simulator, "_CONSONANTS", np.asarray(["b", "d"]))
+  monkeypatch.setattr(simulator, "_VOWELS", np.asarray(["a"]))
+  words = simulator._pseudo_words(np.random.default_rng(0), 40).tolist()
+  assert len(set(words)) == 40
+  assert all(set(w) <= set("bda") and len(w) % 2 == 0 for w in words)
+  assert max(len(w) // 2 for w in words) > 3 and min(len(w) // 2 for w in words) >= 2

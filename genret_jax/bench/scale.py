@@ -10,9 +10,7 @@ Every stage runs the project's own code path, in its own subprocess (unless
            explicitly, see SIMULATOR) + genret_jax.data.prepare.write_prepared:
            what `--mode=prepare` runs; writes {workdir}/prepared (sharded
            TFRecords + manifest). Its parts: simulate, then write_prepared's
-           phases (prepare.PHASES, via on_phase). A catalog needing more
-           pseudo-words than the simulator's inventory gets a wider vowel set
-           in this process only (simulator_words; recorded in the JSON).
+           phases (prepare.PHASES, via on_phase).
   ids      genret_jax.data.prepared.load + genret_jax.ids.build.build_identifiers
            for `atomic` and `rq_kmeans` (TF-IDF + SVD content embeddings of the
            item text, `--rq_iterations` Lloyd iterations): what `--mode=ids` runs.
@@ -205,52 +203,6 @@ def make_config():
   return c
 
 
-# The simulator's pseudo-words are distinct strings of 2-3 consonant-vowel
-# syllables: 18 x 7 = 126 syllables, 126**2 + 126**3 = 2,016,252 words. A catalog
-# needs 3 per cluster + 2 per item + 2 per query: 2.65M at 1M items, so
-# simulator._pseudo_words never finishes there. Until the simulator grows its
-# inventory, this bench widens the vowel set of its process (only when the
-# words needed exceed a quarter of the inventory, so that distinct draws stay
-# fast) and records it in the JSON; every other part of the simulator is unchanged.
-EXTRA_VOWELS = ("ei", "au", "ia", "eo", "ua", "oi", "ie", "uo", "ea", "ae", "iu", "oa")
-
-
-def words_needed(sim) -> int:
-  """Distinct pseudo-words the simulator draws for the `data.simulator` block `sim`."""
-  from genret_jax.data import simulator  # pylint: disable=g-import-not-at-top
-  g = sim.num_items // sim.items_per_query
-  return (sim.num_clusters * getattr(simulator, "WORDS_PER_CLUSTER", 3)
-          + sim.num_items * getattr(simulator, "WORDS_PER_ITEM", 2)
-          + g * getattr(simulator, "WORDS_PER_QUERY", 2))
-
-
-@contextlib.contextmanager
-def simulator_words(sim, info: dict):
-  """Widens the simulator's vowel set (this process, this block only) when `sim` needs it.
-
-  Fills `info` with the words needed, the inventory and the vowels added.
-  """
-  from genret_jax.data import simulator  # pylint: disable=g-import-not-at-top
-  consonants, vowels = getattr(simulator, "_CONSONANTS", None), getattr(simulator, "_VOWELS", None)
-  if consonants is None or vowels is None:     # the simulator changed: nothing to widen
-    yield
-    return
-  capacity = lambda v: (len(consonants) * v) ** 2 + (len(consonants) * v) ** 3  # noqa: E731
-  needed = words_needed(sim)
-  extra = 0
-  while 4 * needed > capacity(len(vowels) + extra) and extra < len(EXTRA_VOWELS):
-    extra += 1
-  info.update(words_needed=needed, inventory=capacity(len(vowels)),
-              extra_vowels=list(EXTRA_VOWELS[:extra]),
-              inventory_used=capacity(len(vowels) + extra))
-  if extra:
-    simulator._VOWELS = np.concatenate([vowels, np.asarray(EXTRA_VOWELS[:extra])])  # pylint: disable=protected-access
-  try:
-    yield
-  finally:
-    simulator._VOWELS = vowels  # pylint: disable=protected-access
-
-
 def prepared_dir() -> str:
   return os.path.join(_WORKDIR.value, "prepared")
 
@@ -262,10 +214,8 @@ def stage_prepare(rec: dict) -> None:
   config = make_config()
   prepare.validate(config)
   parts = rec["parts"]
-  rec["simulator_words"] = {}
   with meter(parts.setdefault("simulate", {})):
-    with simulator_words(config.data.simulator, rec["simulator_words"]):
-      catalog, events = load_raw(config.data)
+    catalog, events = load_raw(config.data)
   with meter(parts.setdefault("write_prepared", {})):
     phases = Phases(parts, "write_prepared.")
     prepare.write_prepared(catalog, events, config, prepared_dir(), on_phase=phases)

@@ -168,15 +168,29 @@ def validate(cfg: ml_collections.ConfigDict, prefix: str = "data.simulator") -> 
 
 
 def _pseudo_words(rng: np.random.Generator, n: int) -> np.ndarray:
-  """n distinct pronounceable words of 2-3 consonant-vowel syllables."""
+  """n distinct pronounceable words of 2-3 consonant-vowel syllables.
+
+  Words get up to S > 3 syllables (2..S, uniform) when n exceeds a quarter of
+  the 2-3 syllable inventory (126^2 + 126^3 = 2.0M words; 1M items need 2.65M),
+  so that distinct draws stay fast; smaller catalogs draw exactly as before.
+  """
+  syllables = len(_CONSONANTS) * len(_VOWELS)
+  longest = 3
+  while 4 * n > sum(syllables ** k for k in range(2, longest + 1)):
+    longest += 1
   out: list[str] = []
   seen: set[str] = set()
   while len(out) < n:
     m = 2 * (n - len(out)) + 16
-    syl = np.char.add(_CONSONANTS[rng.integers(0, len(_CONSONANTS), (m, 3))],
-                      _VOWELS[rng.integers(0, len(_VOWELS), (m, 3))])
-    three = rng.random(m) < 0.5
-    words = np.char.add(np.char.add(syl[:, 0], syl[:, 1]), np.where(three, syl[:, 2], ""))
+    syl = np.char.add(_CONSONANTS[rng.integers(0, len(_CONSONANTS), (m, longest))],
+                      _VOWELS[rng.integers(0, len(_VOWELS), (m, longest))])
+    if longest == 3:
+      length = np.where(rng.random(m) < 0.5, 3, 2)
+    else:
+      length = rng.integers(2, longest + 1, m)
+    words = syl[:, 0]
+    for k in range(1, longest):
+      words = np.char.add(words, np.where(length > k, syl[:, k], ""))
     for w in words.tolist():
       if w not in seen:
         seen.add(w)
