@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genret_jax.bench import models
 from genret_jax.decoding import beam_search as bs
 from genret_jax.decoding import model_decode
 from genret_jax.decoding import trie as trie_lib
@@ -67,22 +68,6 @@ def tiger_like_codes(n: int, seed: int) -> np.ndarray:
 
 def level_offsets():
   return [OFFSET + CODES * l for l in range(LEVELS)]
-
-
-def make_model(vocab: int):
-  cfg = network.T5Config(vocab_size=network.pad_vocab_size(vocab), emb_dim=128, num_heads=6,
-                         head_dim=64, mlp_dim=1024, num_encoder_layers=4,
-                         num_decoder_layers=4, dropout_rate=0.0)
-  module = network.Transformer(cfg)
-  tok = jnp.ones((1, 4), jnp.int32)
-  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), tok, tok, tok,
-                                              enable_dropout=False))["params"]
-  rng = np.random.default_rng(0)
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  params = jax.tree.map(lambda s: (rng.normal(size=s.shape) / np.sqrt(s.shape[0])
-                                   if len(s.shape) > 1 else np.ones(s.shape)
-                                   ).astype(np.float32), nn.unbox(shapes))
-  return module, jax.device_put(params)
 
 
 def _timed(fn, repeats):
@@ -258,12 +243,12 @@ def main(argv):
   del argv
   b, k, vocab = _BATCH.value, _BEAM.value, network.pad_vocab_size(_VOCAB.value)
   steps = LEVELS
-  module, params = make_model(vocab)
+  module, params = models.tiger_like_model(vocab)
   rng = np.random.default_rng(1)
   x = rng.integers(2, vocab, (b, _INPUT_LEN.value)).astype(np.int32)
   rows, res = [], {"config": dict(batch_size=b, beam=k, vocab_size=vocab,
                                   input_length=_INPUT_LEN.value, id_length=LEVELS,
-                                  model="T5 d_model 128, 4+4 layers, 6x64 heads, MLP 1024",
+                                  model=models.TIGER_DIMS_TEXT,
                                   backend=jax.default_backend(),
                                   devices=jax.device_count())}
   per_catalog = {}

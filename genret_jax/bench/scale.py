@@ -279,26 +279,6 @@ def stage_trie(rec: dict) -> None:
         "max_dup": trie.max_dup}
 
 
-def make_model(vocab_size: int):
-  """Random-weight T5 with TIGER-like dims (the same as genret_jax.bench.decode)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from genret_jax.model import network  # pylint: disable=g-import-not-at-top
-  cfg = network.T5Config(vocab_size=network.pad_vocab_size(vocab_size), emb_dim=128,
-                         num_heads=6, head_dim=64, mlp_dim=1024, num_encoder_layers=4,
-                         num_decoder_layers=4, dropout_rate=0.0)
-  module = network.Transformer(cfg)
-  tok = jnp.ones((1, 4), jnp.int32)
-  shapes = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), tok, tok, tok,
-                                              enable_dropout=False))["params"]
-  rng = np.random.default_rng(0)
-  params = jax.tree.map(lambda s: (rng.normal(size=s.shape) / np.sqrt(s.shape[0])
-                                   if len(s.shape) > 1 else np.ones(s.shape)
-                                   ).astype(np.float32), nn.unbox(shapes))
-  return module, jax.device_put(params)
-
-
 def search_test_queries(limit: int) -> tuple[list[str], np.ndarray]:
   """(queries, target items) of the first `limit` search events of the prepared test split."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -359,7 +339,8 @@ def stage_decode(rec: dict) -> None:
       raise RuntimeError(f"{prepared_dir()}: no search events in the test split")
     inputs = encode_search_inputs(vocab, queries, _INPUT_LEN.value)
     check_logits_memory(vocab.vocab_size, ids.search.level_sizes, _BATCH.value, _BEAM.value)
-    module, params = make_model(vocab.vocab_size)
+    from genret_jax.bench import models  # pylint: disable=g-import-not-at-top
+    module, params = models.tiger_like_model(vocab.vocab_size)
 
   def run(x):
     return generative.generate_items(module, params, x, lambda lo, hi, pad: trie,
