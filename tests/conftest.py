@@ -35,3 +35,14 @@ def movielens_dir() -> pathlib.Path:
 @pytest.fixture
 def beauty_dir() -> pathlib.Path:
   return shared_dataset("amazon-beauty")
+
+
+def set_keys(config, **overrides):
+  """Sets dotted config keys in place (`set_keys(c, **{"train.num_steps": 3})`); returns it."""
+  for key, value in overrides.items():
+    node = config
+    *head, last = key.split(".")
+    for p in head:
+      node = node[p]
+    node[last] = value
+  return config

@@ -11,7 +11,7 @@ from genret_jax import config as config_lib
 from genret_jax.baselines import popularity, ranking, sasrec, sequences
 from genret_jax.data.splits import TEST
 from genret_jax.evaluation import metrics as metrics_lib
-from tests.conftest import REPO
+from tests.conftest import REPO, set_keys
 
 L3 = np.log2(3.0)
 
@@ -121,14 +121,7 @@ def prepared_job(tmp_path_factory):
 
 def _resolved(c, **overrides):
   """A resolved copy of the unresolved config `c` with dotted-key overrides."""
-  c = type(c)(c.to_dict())
-  for key, value in overrides.items():
-    node = c
-    *head, last = key.split(".")
-    for p in head:
-      node = node[p]
-    node[last] = value
-  return config_lib.resolve(c)
+  return config_lib.resolve(set_keys(type(c)(c.to_dict()), **overrides))
 
 
 @pytest.mark.parametrize("protocol", ["both", "sampled", "full"])

@@ -13,7 +13,7 @@ from genret_jax import config as config_lib
 from genret_jax import pipeline
 from genret_jax.errors import GenRetError
 from tests import train_tasks
-from tests.conftest import REPO
+from tests.conftest import REPO, set_keys
 
 train_tasks.use_compilation_cache()
 
@@ -21,13 +21,7 @@ train_tasks.use_compilation_cache()
 def _config(rel: str, **overrides):
   c = config_lib.load_sibling(str(REPO / "x"), rel).get_config()
   c.scale = "smoke"
-  for key, value in overrides.items():
-    node = c
-    *head, last = key.split(".")
-    for p in head:
-      node = node[p]
-    node[last] = value
-  return config_lib.resolve(c)
+  return config_lib.resolve(set_keys(c, **overrides))
 
 
 def _run(fn, *args):
