@@ -150,10 +150,6 @@ def _run_child() -> dict:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-# Every test here reads `compiled`: one xdist worker runs them all, so it compiles once.
-pytestmark = pytest.mark.xdist_group("aot_compile")
-
-
 @pytest.fixture(scope="module")
 def compiled() -> dict:
   return _run_child()

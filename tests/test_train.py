@@ -177,10 +177,6 @@ def test_first_non_finite_picks_the_earliest_step():
 # ---------------------------------------------------------------- train + evaluate
 
 
-# The tests that read `trained` run on one xdist worker, so it trains once.
-TRAINED_GROUP = pytest.mark.xdist_group("train_trained")
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   """40 steps of the config-built tiny T5 through the public `train`."""
@@ -191,7 +187,6 @@ def trained(tmp_path_factory):
   return config, workdir, result
 
 
-@TRAINED_GROUP
 def test_train_loss_falls_and_writes_the_workdir(trained):
   config, workdir, result = trained
   assert result["first_step"] == 1 and result["last_step"] == 40
@@ -214,7 +209,6 @@ def test_train_loss_falls_and_writes_the_workdir(trained):
   assert tf.io.gfile.glob(f"{workdir}/tensorboard/eval/events.out.tfevents.*")
 
 
-@TRAINED_GROUP
 def test_evaluate_matches_a_direct_computation(trained):
   config, workdir, result = trained
   metrics = trainer.evaluate(config, workdir, task_or_mixture=TASK,
@@ -244,7 +238,6 @@ def test_evaluate_matches_a_direct_computation(trained):
   np.testing.assert_allclose(result["eval"]["eval_loss"], metrics["eval_loss"], rtol=1e-6)
 
 
-@TRAINED_GROUP
 def test_finished_run_resumes_to_nothing(trained):
   config, workdir, _ = trained
   again = trainer.train(config, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE)
