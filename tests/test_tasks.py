@@ -316,6 +316,35 @@ def test_cap_per_item_and_rates(sim):
     config.tasks.rates.rec = -1.0
 
 
+def test_small_event_tasks_are_read_once_then_served_from_memory(sim):
+  """A task's source holds only its behaviour's events and reports their number, so a
+  task under seqio's in-memory limit replays later epochs without the event files."""
+  import glob  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  config, workdir = sim
+  config.tasks.mixture = "search_only"
+  reg = register(config, workdir, atomic_ids(200))
+  task = seqio.get_mixture_or_task(reg["tasks"]["search"])
+  ds = prepared.load(f"{workdir}/prepared")
+  train_search = (ds.split == TRAIN) & (ds.events.behaviour == SEARCH)
+  n = int(train_search.sum())
+  assert task.source.num_input_examples("train") == n == reg["example_counts"]["search"]
+  assert 0 < n < 10_000
+  # Unshuffled: seqio's shuffle buffer comes after the repeat and would mix epochs.
+  it = task.get_dataset(LONG, split="train", shuffle=False, num_epochs=None).as_numpy_iterator()
+  epoch1 = sorted(int(next(it)["event"]) for _ in range(n))
+  assert epoch1 == np.flatnonzero(train_search).tolist()
+  files = glob.glob(f"{workdir}/prepared/train.tfrecord-*")
+  for f in files:
+    os.rename(f, f + ".away")
+  try:
+    epoch2 = sorted(int(next(it)["event"]) for _ in range(n))
+  finally:
+    for f in files:
+      os.rename(f + ".away", f)
+  assert epoch2 == epoch1
+
+
 def test_registration_is_idempotent_and_named_per_dataset_and_ids(sim):
   config, workdir = sim
   config.tasks.mixture = "joint"

@@ -99,18 +99,33 @@ def _name_prefix(manifest: dict, config, ids: ItemIdentifiers) -> str:
   return f"genret_{manifest['content_hash'][:10]}_{ids.scheme}_{h.hexdigest()[:8]}"
 
 
-def _filter(behaviour: int, cap: int):
-  """Keeps the events of one behaviour and, if cap > 0, TRAIN events whose per-item rank is
-  below cap (VALID/TEST events have rank -1, so the cap never touches evaluation)."""
-  def prep(dataset):
+class EventSource(seqio.TFExampleDataSource):
+  """The events of one behaviour, TRAIN events also capped per item.
+
+  The filter runs in the source and `num_input_examples` is the filtered count,
+  so seqio keeps a small task's events in memory after the first pass (fewer
+  than 10,000 per shard: seqio's in-memory cache) and later epochs skip reading
+  and parsing every event of the other behaviour; preprocessing still runs per
+  epoch. VALID / TEST events have rank -1, so the cap never touches evaluation.
+  """
+
+  def __init__(self, split_to_filepattern: dict[str, str], behaviour: int, cap: int,
+               num_input_examples: dict[str, int]):
+    super().__init__(split_to_filepattern, prepared_lib.EVENT_FEATURES,
+                     num_input_examples=num_input_examples)
+    self.behaviour, self.cap = behaviour, cap
+
+  def get_dataset(self, split: str = prepared_lib.TRAIN, shuffle: bool = True,
+                  seed: int | None = None, shard_info: seqio.ShardInfo | None = None,
+                  **kwargs) -> tf.data.Dataset:
     @tf.autograph.experimental.do_not_convert
     def keep(ex):
-      ok = tf.equal(ex["behaviour"], behaviour)
-      if cap > 0:
-        ok = ok & (ex["item_rank"] < cap)
+      ok = tf.equal(ex["behaviour"], self.behaviour)
+      if self.cap > 0:
+        ok = ok & (ex["item_rank"] < self.cap)
       return ok
-    return dataset.filter(keep)
-  return prep
+    return super().get_dataset(split=split, shuffle=shuffle, seed=seed, shard_info=shard_info,
+                               **kwargs).filter(keep)
 
 
 def _example_counts(path: str, manifest: dict, config) -> dict[str, int]:
@@ -168,18 +183,21 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   for name in names.values():
     seqio.TaskRegistry.remove(name)
 
-  events_source = seqio.TFExampleDataSource(prepared_lib.split_patterns(path),
-                                            prepared_lib.EVENT_FEATURES)
-  items_source = seqio.TFExampleDataSource({"train": prepared_lib.items_pattern(path)},
-                                           prepared_lib.ITEM_FEATURES)
+  items_source = seqio.TFExampleDataSource(
+      {"train": prepared_lib.items_pattern(path)}, prepared_lib.ITEM_FEATURES,
+      num_input_examples={"train": num_items})
   cap = int(t.cap_per_item)
+  counts = _example_counts(path, manifest, config)
   for kind, behaviour in EVENT_KINDS.items():
-    cap_applies = t.cap_behaviour == ("rec" if behaviour == REC else "search")
-    filt = _filter(behaviour, cap if cap_applies else 0)
+    name = "rec" if behaviour == REC else "search"
+    sizes = {split: int(manifest["counts"]["per_split"][split][name])
+             for split in prepared_lib.SPLIT_NAMES}
+    sizes[prepared_lib.TRAIN] = counts[kind]
+    source = EventSource(prepared_lib.split_patterns(path), behaviour,
+                         cap if t.cap_behaviour == name else 0, sizes)
     seqio.TaskRegistry.add(
-        names[kind], source=events_source, output_features=output_features,
-        preprocessors=[filt, _mapper(fmt.event_fn, kind),
-                       seqio.preprocessors.append_eos_after_trim])
+        names[kind], source=source, output_features=output_features,
+        preprocessors=[_mapper(fmt.event_fn, kind), seqio.preprocessors.append_eos_after_trim])
   for kind in kinds[len(EVENT_KINDS):]:
     role = "rec" if kind.endswith("_rec") else "search"
     seqio.TaskRegistry.add(
@@ -187,7 +205,6 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
         preprocessors=[_mapper(functools.partial(fmt.item_fn, role=role), kind),
                        seqio.preprocessors.append_eos_after_trim])
 
-  counts = _example_counts(path, manifest, config)
   for mixture, members in MIXTURE_KINDS.items():
     rates = []
     for kind in members:
