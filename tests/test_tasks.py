@@ -322,8 +322,11 @@ def test_small_event_tasks_are_read_once_then_served_from_memory(sim):
   import glob  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   config, workdir = sim
-  config.tasks.mixture = "search_only"
-  reg = register(config, workdir, atomic_ids(200))
+  mixture, config.tasks.mixture = config.tasks.mixture, "search_only"
+  try:
+    reg = register(config, workdir, atomic_ids(200))
+  finally:
+    config.tasks.mixture = mixture
   task = seqio.get_mixture_or_task(reg["tasks"]["search"])
   ds = prepared.load(f"{workdir}/prepared")
   train_search = (ds.split == TRAIN) & (ds.events.behaviour == SEARCH)
