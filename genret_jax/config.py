@@ -12,6 +12,7 @@ Job keys (read by genret_jax.pipeline):
   analyses   comma list of h1, h2.
   epochs     > 0: train.num_steps = ceil(epochs * training examples / batch);
              0 = train.num_steps as set.
+  jax_cache_dir  the persistent compilation cache (see get_base_config).
   table      paper-table runs (configs/paper/*): see genret_jax.pipeline.tables.
 
 Scale (`--config.scale=smoke|cpu|paper`): `resolve` sets the sizes of that
@@ -104,6 +105,10 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.baselines = ""
   c.analyses = ""
   c.epochs = 0.0
+  # Persistent XLA compilation cache: a folder relative to the workdir (or an
+  # absolute path), shared by the job's models and a table's rows, so programs
+  # of the same shapes compile once; '' = off. JAX_COMPILATION_CACHE_DIR wins.
+  c.jax_cache_dir = "jax_cache"
   # Per-config sizes of each scale, applied after SCALES whatever the current
   # value: ';'-separated key=value (e.g. paper: 'model.size=small').
   c.scale_overrides = ml_collections.ConfigDict({s: "" for s in SCALE_NAMES})

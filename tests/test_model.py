@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from genret_jax.model import layers, network
+from genret_jax.model import attention, layers, network
 
 VOCAB = 200
 
@@ -334,10 +334,12 @@ def test_cache_take_reorders_sequences(tiny):
   np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
 
 
-def test_dropout_is_active_only_when_enabled():
+@pytest.mark.parametrize("bits", [16, 32])
+def test_dropout_is_active_only_when_enabled(bits):
   # Through the encoder of a one-layer model: dropout's RNG code is slow to
   # compile on CPU, and the decoder uses the same dropout modules.
-  model, _ = _model(num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.2)
+  model, _ = _model(num_encoder_layers=1, num_decoder_layers=1, dropout_rate=0.2,
+                    attention_dropout_bits=bits)
   enc, dec_in, targets = _batch(np.random.default_rng(6))
   params = _init(model, enc, dec_in, targets)
   run = jax.jit(lambda key, on: model.apply({"params": params}, enc, enable_dropout=on,
@@ -350,6 +352,26 @@ def test_dropout_is_active_only_when_enabled():
   np.testing.assert_array_equal(on1, np.asarray(run(k1, True)))
   assert np.abs(on1 - np.asarray(run(k2, True))).max() > 1e-3
   assert np.abs(on1 - off).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(8, 4, 64, 128), (3, 2, 33, 7)])
+def test_dropout_keep_mask_rate_and_independence(shape):
+  mask = jax.jit(attention.dropout_keep_mask, static_argnums=(1, 2))
+  key = jax.random.PRNGKey(3)
+  keep = np.asarray(mask(key, 0.1, shape))
+  assert keep.shape == shape and keep.dtype == bool
+  n = keep.size
+  # Bernoulli(0.9 + 2^-17 rounding): within 5 standard deviations.
+  assert abs(keep.mean() - (1 - 6554 / 65536)) < 5 * np.sqrt(0.09 / n)
+  # The two 16-bit halves of one 32-bit draw (side by side on the last axis)
+  # are independent: P(both kept) = P(kept)^2.
+  half = (shape[-1] + 1) // 2
+  lo, hi = keep[..., :shape[-1] - half], keep[..., half:]
+  assert abs((lo & hi).mean() - lo.mean() * hi.mean()) < 5 * np.sqrt(0.09 / lo.size)
+  np.testing.assert_array_equal(keep, np.asarray(mask(key, 0.1, shape)))
+  assert (keep != np.asarray(mask(jax.random.PRNGKey(4), 0.1, shape))).any()
+  assert np.asarray(mask(key, 0.0, shape)).all()
+  assert not np.asarray(mask(key, 1.0, shape)).any()
 
 
 def test_bfloat16_activations_keep_float32_params_and_logits(tiny):
@@ -392,13 +414,15 @@ def test_config_block_builds_the_network_config():
   block = model_config.default_config()
   cfg = builder.t5_config_from_block(block, 1000)
   assert cfg == network.t5_config("tiny", 1000, dropout_rate=0.1)
+  assert cfg.attention_dropout_bits == 16
   block.size, block.dtype, block.logits_via_embedding = "small", "bfloat16", True
   cfg = builder.t5_config_from_block(block, 1000)
   assert (cfg.emb_dim, cfg.dtype, cfg.logits_via_embedding, cfg.vocab_size) == \
       (512, jnp.bfloat16, True, 1024)
   for key, value, message in [("size", "xl", "'xl' is not one of tiny, small, base, large"),
                               ("dtype", "float16", "'float16' is not one of"),
-                              ("dropout_rate", 1.0, r"must be in \[0, 1\), got 1.0")]:
+                              ("dropout_rate", 1.0, r"must be in \[0, 1\), got 1.0"),
+                              ("attention_dropout_bits", 8, "must be 16 or 32, got 8")]:
     bad = model_config.default_config()
     bad[key] = value
     with pytest.raises(ConfigError, match=f"config.model.{key}: {message}"):

@@ -144,3 +144,20 @@ def test_params_logical_specs_cover_every_parameter():
   def check(spec, shape):
     assert len(spec) == len(shape.shape) and set(spec) <= known
   jax.tree_util.tree_map(check, specs, shapes, is_leaf=is_spec)
+
+
+def test_cpu_compiler_options_keep_batch_reductions_out_of_ynnpack():
+  # jax-ml/jax#37465: XLA:CPU's YNNPACK reductions over a leading axis are ~9x
+  # slower than its own loops; the train and eval steps compile without them.
+  devices = jax.devices()
+  options = partitioning.compiler_options(devices)
+  assert options == partitioning.CPU_COMPILER_OPTIONS
+  assert partitioning.compiler_options(partitioning.make_mesh(_mesh_config(8, 1))) == options
+  x = jax.ShapeDtypeStruct((64, 4, 16, 16), jax.numpy.float32)
+  batch_sum = lambda x: (x * 2.0).sum(0)  # noqa: E731  the bias-gradient pattern
+  hlo = jax.jit(batch_sum, compiler_options=options).lower(x).compile().as_text()
+  assert "__ynn_fusion" not in hlo
+
+  class Accelerator:
+    platform = "gpu"
+  assert partitioning.compiler_options([Accelerator()]) == {}

@@ -26,6 +26,7 @@ from genret_jax.baselines import ranking, sequences
 from genret_jax.data.schema import Events
 from genret_jax.data.splits import TEST, VALID
 from genret_jax.errors import ConfigError
+from genret_jax.model import partitioning
 
 
 class SASRecBlock(nn.Module):
@@ -113,7 +114,7 @@ def make_epoch_fn(model: SASRec, loss: str, tx: optax.GradientTransformation,
   grad_fn = jax.value_and_grad(lambda p, k, s: _loss(model, loss, p, k, s))
   steps = -(-num_seqs // batch_size)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=partitioning.compiler_options())
   def epoch(params, opt_state, key, seqs):
     perm = jax.random.permutation(key, num_seqs)
     idx = jnp.concatenate([perm, jnp.full((steps * batch_size - num_seqs,), -1)])

@@ -9,9 +9,14 @@ the same random batches: batch 64, 64 input tokens, 8 target tokens, AdamW
   ours  genret_jax.train.step: one jax.jit (donated state) on one device.
   hf    transformers T5ForConditionalGeneration: forward with labels,
         backward, clip_grad_norm_, torch.optim.AdamW.step.
-Both are timed the same way, alternating in `--rounds` rounds of `--steps`
+With `--cpu_variants`, our step is also timed as it was before two CPU
+changes, alone and together (a second table):
+  xla_default   XLA's default YNNPACK fusions (no partitioning.compiler_options)
+  dropout_32bit 32 random bits per attention-dropout draw (jax.random.bernoulli)
+  before        both
+All are timed the same way, alternating in `--rounds` rounds of `--steps`
 steps after `--warmup` untimed steps (compilation included there), and the
-median round is reported, so background load hits both alike. Threads: torch
+median round is reported, so background load hits all alike. Threads: torch
 gets torch.set_num_threads(--threads) (default: all cores) and one inter-op
 thread; XLA's CPU backend uses one intra-op pool over all cores by default.
 """
@@ -44,6 +49,15 @@ _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; the median is reported.")
 _THREADS = flags.DEFINE_integer("threads", 0, "torch threads; 0 = os.cpu_count().")
 _SKIP_HF = flags.DEFINE_bool("skip_hf", False, "Only time our step.")
+_DIMS = flags.DEFINE_list(
+    "dims", [], "T5Config dimension overrides applied to every size, key=value (e.g. TIGER's: "
+    "emb_dim=128,num_heads=6,head_dim=64,mlp_dim=1024,num_encoder_layers=4,num_decoder_layers=4).")
+_CPU_VARIANTS = flags.DEFINE_bool("cpu_variants", False,
+                                  "Also time our step without its CPU compiler options and/or "
+                                  "with 32-bit attention dropout.")
+
+# name -> (XLA compiler options or None = partitioning.compiler_options, dropout bits)
+VARIANTS = {"xla_default": ({}, 16), "dropout_32bit": (None, 32), "before": ({}, 32)}
 
 
 def _train_config() -> ml_collections.ConfigDict:
@@ -68,10 +82,17 @@ def random_batches(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
 
 
 class Ours:
-  """Our train step on a 1x1 mesh over the first device."""
+  """Our train step on a 1x1 mesh over the first device.
 
-  def __init__(self, size: str):
-    self.t5 = network.t5_config(size, _VOCAB.value, dropout_rate=0.1)
+  compiler_options: None = the train step's own (partitioning.compiler_options);
+  a dict replaces them. dropout_bits: the network's attention_dropout_bits.
+  """
+
+  def __init__(self, size: str, compiler_options: dict[str, str] | None = None,
+               dropout_bits: int = 16):
+    dims = {k: int(v) for k, v in (d.split("=", 1) for d in _DIMS.value)}
+    self.t5 = network.t5_config(size, _VOCAB.value, dropout_rate=0.1,
+                                attention_dropout_bits=dropout_bits, **dims)
     model = network.Transformer(self.t5)
     cfg = _train_config()
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"data": 1, "model": 1}),
@@ -84,9 +105,11 @@ class Ours:
                                             _TARGET_LEN.value)
     self.num_params = sum(x.size for x in jax.tree_util.tree_leaves(self.state.params))
     self.sharding = step_lib.batch_sharding(mesh)
-    self.step = step_lib.jit_train_step(
-        step_lib.make_train_step(model, tx, optim.learning_rate_schedule(cfg), cfg),
-        mesh, rules, shardings)
+    step = step_lib.make_train_step(model, tx, optim.learning_rate_schedule(cfg), cfg)
+    kwargs = step_lib.train_step_jit_kwargs(mesh, shardings)
+    if compiler_options is not None:
+      kwargs["compiler_options"] = compiler_options
+    self.step = step_lib.JittedStep(step, mesh, rules, **kwargs)
 
   def run(self, batches) -> float:
     """Seconds for len(batches) steps, host batches to finished update."""
@@ -140,6 +163,8 @@ class HuggingFace:
 def bench_size(size: str, batches, threads: int) -> dict:
   ours = Ours(size)
   runners = {"ours": ours}
+  if _CPU_VARIANTS.value:
+    runners.update({name: Ours(size, *v) for name, v in VARIANTS.items()})
   if not _SKIP_HF.value:
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(threads)
@@ -184,6 +209,7 @@ def _write(results: dict, speedup: dict, threads: int) -> None:
       "speedup_vs_hf": speedup, "results": results,
       "setup": {"batch_size": _BATCH.value, "input_length": _INPUT_LEN.value,
                 "target_length": _TARGET_LEN.value, "vocab_size": _VOCAB.value,
+                "dims": _DIMS.value,
                 "optimizer": "AdamW lr 1e-3 wd 0.01, clip 1.0", "dropout": 0.1,
                 "steps": _STEPS.value, "rounds": _ROUNDS.value, "warmup": _WARMUP.value,
                 "torch_threads": threads, "cpu_count": os.cpu_count(),
@@ -201,6 +227,13 @@ def _print_table(results: dict, speedup: dict) -> None:
     print(f"| {size} | {r['ours']['params'] / 1e6:.2f}M | {r['ours']['examples_per_sec']:.1f} | "
           f"{r['ours']['tokens_per_sec']:.0f} | {hf.get('examples_per_sec', nan):.1f} | "
           f"{hf.get('tokens_per_sec', nan):.0f} | {speedup.get(size, nan):.2f}x |")
+  if any(v in r for r in results.values() for v in VARIANTS):
+    print("\n| size | variant | step ms | ex/s | ours' speedup over it |")
+    print("|---|---|---|---|---|")
+    for size, r in results.items():
+      for name in ("ours", *VARIANTS):
+        print(f"| {size} | {name} | {r[name]['step_ms']:.0f} | {r[name]['examples_per_sec']:.1f} | "
+              f"{r['ours']['examples_per_sec'] / r[name]['examples_per_sec']:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,13 @@ def _dropout(model_cfg: Any) -> float:
   return float(rate)
 
 
+def _dropout_bits(model_cfg: Any) -> int:
+  bits = model_cfg.attention_dropout_bits
+  if isinstance(bits, bool) or bits not in (16, 32):
+    raise ConfigError("model.attention_dropout_bits", f"must be 16 or 32, got {bits!r}")
+  return int(bits)
+
+
 def dim_overrides(model_cfg: Any) -> dict[str, int]:
   """{T5Config field: value} of the `model` dimension keys set (> 0).
 
@@ -50,14 +57,16 @@ def t5_config_from_block(model_cfg: Any, vocab_size: int) -> network.T5Config:
   replacing the size's value.
 
   Raises:
-    ConfigError: an unknown size or dtype, a dropout rate outside [0, 1), or a
-      negative / non-integer dimension key.
+    ConfigError: an unknown size or dtype, a dropout rate outside [0, 1),
+      attention_dropout_bits not 16 or 32, or a negative / non-integer
+      dimension key.
   """
   if model_cfg.size not in network.SIZES:
     raise ConfigError("model.size", f"{model_cfg.size!r} is not one of "
                       f"{', '.join(network.SIZES)}")
   return network.t5_config(model_cfg.size, vocab_size, dtype=_dtype(model_cfg),
                            dropout_rate=_dropout(model_cfg),
+                           attention_dropout_bits=_dropout_bits(model_cfg),
                            logits_via_embedding=bool(model_cfg.logits_via_embedding),
                            **dim_overrides(model_cfg))
 
@@ -103,9 +112,9 @@ def load_pretrained(model_cfg: Any, vocab_size: int, seed: int = 0
   """Loads `model.hf_checkpoint` for a vocabulary of `vocab_size` tokens.
 
   The architecture comes from the checkpoint (`model.size` and
-  `model.logits_via_embedding` are ignored); `model.dtype` and
-  `model.dropout_rate` apply. Returns (config, params as numpy float32,
-  spiece.model path or None).
+  `model.logits_via_embedding` are ignored); `model.dtype`,
+  `model.dropout_rate` and `model.attention_dropout_bits` apply. Returns
+  (config, params as numpy float32, spiece.model path or None).
 
   Raises:
     ConfigError: `model.hf_checkpoint` is empty, a bad dtype / dropout, or a
@@ -120,7 +129,8 @@ def load_pretrained(model_cfg: Any, vocab_size: int, seed: int = 0
     raise ConfigError(f"model.{key}", f"is {dims[key]} but model.hf_checkpoint fixes the "
                       "dimensions; leave it at 0")
   cfg, params, spiece = hf_convert.load_hf_checkpoint(
-      model_cfg.hf_checkpoint, dtype=_dtype(model_cfg), dropout_rate=_dropout(model_cfg))
+      model_cfg.hf_checkpoint, dtype=_dtype(model_cfg), dropout_rate=_dropout(model_cfg),
+      attention_dropout_bits=_dropout_bits(model_cfg))
   known = hf_convert.hf_vocab_size(model_cfg.hf_checkpoint)
   cfg, params = resize_vocab(cfg, params, vocab_size, known, seed)
   return cfg, params, spiece

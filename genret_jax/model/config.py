@@ -20,6 +20,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.mlp_dim = 0               # feed-forward hidden size (each of the two gated inputs)
   c.dtype = "float32"         # activation dtype: float32 | bfloat16
   c.dropout_rate = 0.1
+  c.attention_dropout_bits = 16  # random bits per attention-weight dropout draw: 16
+                                 # (half the hashing; rate within 2^-17) | 32 (T5X's)
   c.logits_via_embedding = False  # tie the output head to the embedding (original T5)
   c.hf_checkpoint = ""        # HF T5/Flan-T5 directory to initialise from; its
                               # architecture then replaces size/logits_via_embedding

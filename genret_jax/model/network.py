@@ -38,6 +38,8 @@ class T5Config:
   `dtype` is the activation dtype (float32 or bfloat16); parameters are float32.
   `logits_via_embedding` ties the output head to the token embedding, with
   the decoder output scaled by 1/sqrt(emb_dim) as in the original T5.
+  `attention_dropout_bits`: random bits per attention-weight dropout draw, 16
+  (half the hashing, drop rate within 2^-17) or 32 (as Flax / T5X).
   """
   vocab_size: int
   emb_dim: int = 512
@@ -53,6 +55,7 @@ class T5Config:
   logits_via_embedding: bool = False
   mlp_activations: Sequence[str] = ("gelu", "linear")
   layer_norm_epsilon: float = 1e-6
+  attention_dropout_bits: int = 16
 
 
 # T5 v1.1 / Flan-T5 dimensions; `tiny` is for tests (4 heads and mlp 64 split
@@ -106,7 +109,8 @@ class EncoderLayer(nn.Module):
     dropout = lambda: nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))  # noqa: E731
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_attention_layer_norm")(x)
     y = attn.MultiHeadDotProductAttention(
-        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate, name="attention")(
+        cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate,
+        dropout_bits=cfg.attention_dropout_bits, name="attention")(
             y, y, mask, bias, deterministic=deterministic)
     x = x + dropout()(y, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -132,7 +136,8 @@ class DecoderLayer(nn.Module):
                          name="pre_self_attention_layer_norm")(x)
     y = attn.MultiHeadDotProductAttention(
         cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate,
-        relative_embedding=self.relative_embedding, name="self_attention")(
+        relative_embedding=self.relative_embedding, dropout_bits=cfg.attention_dropout_bits,
+        name="self_attention")(
             y, y, self_mask, self_bias, decode=decode, deterministic=deterministic)
     x = x + dropout()(y, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -140,7 +145,7 @@ class DecoderLayer(nn.Module):
                          name="pre_cross_attention_layer_norm")(x)
     y = attn.MultiHeadDotProductAttention(
         cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate, cache_projected_kv=True,
-        name="encoder_decoder_attention")(y, encoded, cross_mask, None, decode=decode,
+        dropout_bits=cfg.attention_dropout_bits, name="encoder_decoder_attention")(y, encoded, cross_mask, None, decode=decode,
                                           deterministic=deterministic,
                                           store_projected=building_cache)
     x = x + dropout()(y, deterministic=deterministic)

@@ -156,3 +156,26 @@ def data_sharding(mesh: Mesh) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
   """A fully replicated sharding on `mesh` (scalars, RNG keys, step counters)."""
   return NamedSharding(mesh, PartitionSpec())
+
+
+# XLA:CPU in jaxlib 0.10 hands reductions and elementwise fusions to YNNPACK.
+# Its reductions over leading axes are ~9x slower than XLA's own loops (the
+# batch sum of [64, 4, 128, 128] attention-bias gradients: 41 ms vs 4.6 ms),
+# see jax-ml/jax#37465. Keeping only YNNPACK's matmuls made the tiny T5 train
+# step 25% faster on a 2-core CPU (docs/benchmarks.md, "Train step on CPU").
+CPU_COMPILER_OPTIONS: dict[str, str] = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+
+
+def compiler_options(devices: Sequence[jax.Device] | Mesh | None = None) -> dict[str, str]:
+  """XLA options for jitting the hot steps (training, evaluation) on `devices`.
+
+  CPU_COMPILER_OPTIONS when every device is a CPU, else none. Pass the result
+  as `jax.jit(..., compiler_options=...)`. `devices`: a list, a Mesh, or None
+  for jax.devices().
+  """
+  if devices is None:
+    devices = jax.devices()
+  elif isinstance(devices, Mesh):
+    devices = devices.devices.flat
+  return dict(CPU_COMPILER_OPTIONS) if all(d.platform == "cpu" for d in devices) else {}

@@ -15,6 +15,7 @@ Layout of a job's workdir:
                                   predictions_<task>.npz, per_query.npz
   baselines.json, analysis.json   stamped caches
   results.json, results.md        the report; plots/*.png the H1/H2 plots
+  jax_cache/                      XLA compilation cache (config.jax_cache_dir)
 """
 
 from __future__ import annotations

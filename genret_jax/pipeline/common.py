@@ -21,7 +21,8 @@ from genret_jax.errors import ConfigError
 MODEL_NAMES = {"rec_only": "Gen_R", "search_only": "Gen_S", "joint": "Gen_R+S",
                "gensar": "GenSAR"}
 # Keys that name what to run, not how a model is built / trained / evaluated.
-JOB_KEYS = ("name", "models", "baselines", "analyses", "table", "scale", "scale_overrides")
+JOB_KEYS = ("name", "models", "baselines", "analyses", "table", "scale", "scale_overrides",
+            "jax_cache_dir")
 
 
 def log(message: str) -> None:

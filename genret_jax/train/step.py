@@ -186,10 +186,12 @@ class JittedStep:
 
 def train_step_jit_kwargs(mesh: Mesh, shardings: TrainState) -> dict[str, Any]:
   """The jax.jit settings of the train step: state sharded by `shardings`, the
-  batch over 'data', metrics replicated, the state donated."""
+  batch over 'data', metrics replicated, the state donated, and the mesh's
+  partitioning.compiler_options."""
   return {"in_shardings": (shardings, batch_sharding(mesh)),
           "out_shardings": (shardings, partitioning.replicated(mesh)),
-          "donate_argnums": (0,)}
+          "donate_argnums": (0,),
+          "compiler_options": partitioning.compiler_options(mesh)}
 
 
 def jit_train_step(step_fn, mesh: Mesh, rules, shardings: TrainState) -> JittedStep:
@@ -207,4 +209,5 @@ def jit_eval_step(step_fn, mesh: Mesh, rules, param_shardings) -> JittedStep:
   """jax.jit of the eval step; params are read, not donated."""
   return JittedStep(step_fn, mesh, rules,
                     in_shardings=(param_shardings, batch_sharding(mesh)),
-                    out_shardings=partitioning.replicated(mesh))
+                    out_shardings=partitioning.replicated(mesh),
+                    compiler_options=partitioning.compiler_options(mesh))
