@@ -9,7 +9,6 @@ output already exists for the same config).
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 
@@ -39,25 +38,10 @@ def _hide_gpus_from_tensorflow() -> None:
   tf.config.set_visible_devices([], "GPU")
 
 
-def enable_compilation_cache(config, workdir: str) -> str | None:
-  """Points JAX's persistent compilation cache at workdir/config.jax_cache_dir.
-
-  Returns the folder in use, or None when caching is off ('' and no
-  JAX_COMPILATION_CACHE_DIR). A cache folder set in the environment wins.
-  """
-  import jax  # pylint: disable=g-import-not-at-top
-  current = jax.config.jax_compilation_cache_dir
-  if current or not config.jax_cache_dir:
-    return current or None
-  path = os.path.join(workdir, os.path.expanduser(config.jax_cache_dir))
-  jax.config.update("jax_compilation_cache_dir", path)
-  return path
-
-
 def run(config, workdir: str, mode: str) -> None:
   from genret_jax import distributed, pipeline  # pylint: disable=g-import-not-at-top
   _hide_gpus_from_tensorflow()
-  enable_compilation_cache(config, workdir)
+  pipeline.common.enable_compilation_cache(config, workdir)
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   distributed.check_same_config(config)

@@ -41,19 +41,20 @@ def test_missing_config_file(tmp_path):
 
 def test_compilation_cache_folder_follows_the_workdir(tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
-  from genret_jax import config as config_lib, main  # pylint: disable=g-import-not-at-top
+  from genret_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from genret_jax.pipeline import common  # pylint: disable=g-import-not-at-top
   before = jax.config.jax_compilation_cache_dir
   c = config_lib.get_base_config()
   try:
     jax.config.update("jax_compilation_cache_dir", None)
     c.jax_cache_dir = ""
-    assert main.enable_compilation_cache(c, str(tmp_path)) is None
+    assert common.enable_compilation_cache(c, str(tmp_path)) is None
     assert jax.config.jax_compilation_cache_dir is None
     c.jax_cache_dir = "jax_cache"
-    assert main.enable_compilation_cache(c, str(tmp_path)) == str(tmp_path / "jax_cache")
+    assert common.enable_compilation_cache(c, str(tmp_path)) == str(tmp_path / "jax_cache")
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "jax_cache")
     # A folder already set (JAX_COMPILATION_CACHE_DIR) wins.
     c.jax_cache_dir = str(tmp_path / "elsewhere")
-    assert main.enable_compilation_cache(c, str(tmp_path)) == str(tmp_path / "jax_cache")
+    assert common.enable_compilation_cache(c, str(tmp_path)) == str(tmp_path / "jax_cache")
   finally:
     jax.config.update("jax_compilation_cache_dir", before)

@@ -145,9 +145,9 @@ class DecoderLayer(nn.Module):
                          name="pre_cross_attention_layer_norm")(x)
     y = attn.MultiHeadDotProductAttention(
         cfg.num_heads, cfg.head_dim, cfg.dtype, cfg.dropout_rate, cache_projected_kv=True,
-        dropout_bits=cfg.attention_dropout_bits, name="encoder_decoder_attention")(y, encoded, cross_mask, None, decode=decode,
-                                          deterministic=deterministic,
-                                          store_projected=building_cache)
+        dropout_bits=cfg.attention_dropout_bits, name="encoder_decoder_attention")(
+            y, encoded, cross_mask, None, decode=decode, deterministic=deterministic,
+            store_projected=building_cache)
     x = x + dropout()(y, deterministic=deterministic)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     y = layers.LayerNorm(cfg.layer_norm_epsilon, cfg.dtype, name="pre_mlp_layer_norm")(x)

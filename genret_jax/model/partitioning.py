@@ -162,7 +162,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 # Its reductions over leading axes are ~9x slower than XLA's own loops (the
 # batch sum of [64, 4, 128, 128] attention-bias gradients: 41 ms vs 4.6 ms),
 # see jax-ml/jax#37465. Keeping only YNNPACK's matmuls made the tiny T5 train
-# step 25% faster on a 2-core CPU (docs/benchmarks.md, "Train step on CPU").
+# step 1.3x faster on a 2-core CPU (docs/benchmarks.md, "Train step on CPU").
 CPU_COMPILER_OPTIONS: dict[str, str] = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
 

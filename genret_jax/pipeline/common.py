@@ -158,3 +158,18 @@ def display_name(label: str) -> str:
 
 def model_dir(workdir: str, label: str) -> str:
   return os.path.join(workdir, "models", label)
+
+
+def enable_compilation_cache(config: ml_collections.ConfigDict, workdir: str) -> str | None:
+  """Points JAX's persistent compilation cache at workdir/config.jax_cache_dir.
+
+  Call before anything compiles (genret_jax.main does). Returns the folder in
+  use, or None when caching is off ('' and no JAX_COMPILATION_CACHE_DIR). A
+  cache folder set in the environment wins.
+  """
+  current = jax.config.jax_compilation_cache_dir
+  if current or not config.jax_cache_dir:
+    return current or None
+  path = os.path.join(workdir, os.path.expanduser(config.jax_cache_dir))
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path
