@@ -1,4 +1,5 @@
-"""The entry point rejects bad configs with one line and a non-zero exit, before any work."""
+"""The entry point rejects bad configs with one line and a non-zero exit, before any work,
+and points the compilation cache at the workdir."""
 
 import os
 import subprocess

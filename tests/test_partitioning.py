@@ -157,6 +157,9 @@ def test_cpu_compiler_options_keep_batch_reductions_out_of_ynnpack():
   batch_sum = lambda x: (x * 2.0).sum(0)  # noqa: E731  the bias-gradient pattern
   hlo = jax.jit(batch_sum, compiler_options=options).lower(x).compile().as_text()
   assert "__ynn_fusion" not in hlo
+  from genret_jax.train import step as step_lib  # pylint: disable=g-import-not-at-top
+  mesh = partitioning.make_mesh(_mesh_config(8, 1))
+  assert step_lib.train_step_jit_kwargs(mesh, None)["compiler_options"] == options
 
   class Accelerator:
     platform = "gpu"
