@@ -81,6 +81,24 @@ def random_batches(n: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
   return out
 
 
+def parse_dims(items: list[str]) -> dict[str, int]:
+  """`--dims` entries 'key=value' -> {T5Config dimension field: int}.
+
+  Raises:
+    app.UsageError: an entry that is not key=positive-int or a key outside
+      genret_jax.model.config.DIM_KEYS.
+  """
+  from genret_jax.model import config as model_config  # pylint: disable=g-import-not-at-top
+  out = {}
+  for item in items:
+    key, _, value = item.partition("=")
+    if key not in model_config.DIM_KEYS or not value.isdigit() or int(value) < 1:
+      raise app.UsageError(f"--dims entry {item!r}: want key=positive int with key one of "
+                           f"{', '.join(model_config.DIM_KEYS)}")
+    out[key] = int(value)
+  return out
+
+
 class Ours:
   """Our train step on a 1x1 mesh over the first device.
 
@@ -90,9 +108,8 @@ class Ours:
 
   def __init__(self, size: str, compiler_options: dict[str, str] | None = None,
                dropout_bits: int = 16):
-    dims = {k: int(v) for k, v in (d.split("=", 1) for d in _DIMS.value)}
     self.t5 = network.t5_config(size, _VOCAB.value, dropout_rate=0.1,
-                                attention_dropout_bits=dropout_bits, **dims)
+                                attention_dropout_bits=dropout_bits, **parse_dims(_DIMS.value))
     model = network.Transformer(self.t5)
     cfg = _train_config()
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"data": 1, "model": 1}),
@@ -189,6 +206,7 @@ def bench_size(size: str, batches, threads: int) -> dict:
 
 def main(argv):
   del argv
+  parse_dims(_DIMS.value)  # bad --dims fail before any work
   threads = _THREADS.value or os.cpu_count()
   batches = random_batches(_WARMUP.value + _STEPS.value)
   results, speedup = {}, {}
