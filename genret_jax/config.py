@@ -10,8 +10,13 @@ Job keys (read by genret_jax.pipeline):
              or 'no_nsqp:gensar:tasks.rates.next_query=0'.
   baselines  comma list of pop, bm25, sasrec.
   analyses   comma list of h1, h2.
-  epochs     > 0: train.num_steps = ceil(epochs * training examples / batch);
-             0 = train.num_steps as set.
+  epochs     > 0: train.num_steps = ceil(epochs * training examples / (batch *
+             examples per packed row)); 0 = train.num_steps as set.
+  validation every `validation.every_epochs` epochs (with `epochs` > 0):
+             retrieval on VALIDATION events through the decoder; the best
+             checkpoint is kept and evaluated, early stopping after
+             `train.patience` validations without a better one
+             (genret_jax.pipeline.validation).
   jax_cache_dir  the persistent compilation cache (see get_base_config).
   table      paper-table runs (configs/paper/*): see genret_jax.pipeline.tables.
 
@@ -32,6 +37,7 @@ from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError
 from genret_jax.ids import config as ids_config
 from genret_jax.model import config as model_config
+from genret_jax.pipeline.validation import validation_config, validate_config
 from genret_jax.tasks import config as tasks_config
 from genret_jax.train import config as train_config
 
@@ -50,13 +56,14 @@ SCALES: dict[str, dict[str, object]] = {
         "ids.gensar.codebook_size": 8, "ids.gensar.epochs": 4, "ids.gensar.hidden": (32,),
         "ids.gensar.latent_dim": 8, "ids.gensar.eval_every": 2,
         "ids.gensar.collision_rounds": 2,
-        "train.num_steps": 12, "train.batch_size": 16, "train.warmup_steps": 2,
+        "epochs": 0.0, "train.num_steps": 12, "train.batch_size": 16, "train.warmup_steps": 2,
         "train.log_every": 6, "train.checkpoint_every": 0,
         "analysis.tsne_items": 60, "analysis.tsne_iter": 250,
     },
     "cpu": {},
     "paper": {
-        "model.size": "base", "epochs": 5.0, "train.batch_size": 128,
+        "model.size": "base", "tasks.prompt_style": "full", "model.dropout_rate": 0.1,
+        "train.learning_rate": 1e-3, "train.schedule": "cosine", "epochs": 5.0, "train.batch_size": 128,
         "train.checkpoint_every": 1000, "train.log_every": 100,
         "decode.beam_size": 30, "decode.num_groups": 30,
         "ids.sasrec.epochs": 200, "ids.sasrec.eval_every": 20, "ids.sasrec.max_len": 50,
@@ -104,7 +111,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.models = ""               # see the module docstring
   c.baselines = ""
   c.analyses = ""
-  c.epochs = 0.0
+  c.epochs = 20.0             # maximum; validation usually stops training earlier
   # Persistent XLA compilation cache: a folder relative to the workdir (or an
   # absolute path), shared by the job's models and a table's rows, so programs
   # of the same shapes compile once; '' = off. JAX_COMPILATION_CACHE_DIR wins.
@@ -112,6 +119,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # Per-config sizes of each scale, applied after SCALES whatever the current
   # value: ';'-separated key=value (e.g. paper: 'model.size=small').
   c.scale_overrides = ml_collections.ConfigDict({s: "" for s in SCALE_NAMES})
+  c.validation = validation_config()
   c.analysis = analysis_config()
   c.table = table_config()
   c.data = data_config.default_config()
@@ -190,6 +198,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   analyze.names(config)
   if config.epochs < 0:
     raise ConfigError("epochs", f"must be >= 0, got {config.epochs}")
+  validate_config(config)
   decoding_config.validate(config.decode, config.eval)
   t = config.table
   if t.kind not in ("", "table", "sweep"):

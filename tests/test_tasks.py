@@ -13,6 +13,7 @@ from genret_jax.data.schema import REC, SEARCH
 from genret_jax.data.splits import TRAIN
 from genret_jax.errors import ConfigError
 from genret_jax.ids.types import IdTable, ItemIdentifiers, atomic_ids
+from genret_jax.tasks import config as tasks_config
 from genret_jax.tasks import formatting, register
 
 LONG = {"inputs": 1024, "targets": 512}
@@ -138,7 +139,7 @@ class Parser:
 
   def __init__(self, config, ids):
     self.sep = config.tasks.history_separator
-    self.prompts = config.tasks.prompts.to_dict()
+    self.prompts = tasks_config.prompt_templates(config.tasks)
     self.lookup = {}
     for role, table in (("search", ids.search), ("rec", ids.rec)):
       self.lookup[role] = {s: i for i, s in enumerate(formatting.id_strings(table))}
@@ -267,7 +268,11 @@ def test_eval_examples_never_contain_their_target(source, request):
 def test_long_histories_drop_oldest_elements(sim):
   config, workdir = sim
   config.tasks.mixture = "gensar"
-  reg = register(config, workdir, atomic_ids(200))
+  config.tasks.prompt_style = "full"          # a prompt text around the history
+  try:
+    reg = register(config, workdir, atomic_ids(200))
+  finally:
+    config.tasks.prompt_style = get_base_config().tasks.prompt_style
   vocab = reg["vocabulary"]
   suffix = ". Please recommend the next item the user might want to click on."
   budget = len(vocab.encode("Here is the user's history " + suffix)) + 12   # room for ~3
@@ -371,6 +376,7 @@ def test_registration_is_idempotent_and_named_per_dataset_and_ids(sim):
     ("prompts.rec", "Recommend next.", r"config.tasks.prompts.rec: needs \['history'\]"),
     ("prompts.search", "{query} {history}", "config.tasks.prompts.search"),
     ("prompts.id2text", "{item", "config.tasks.prompts.id2text: bad template"),
+    ("prompt_style", "long", "config.tasks.prompt_style: 'long' is not one of"),
     ("rates.search", float("inf"), "config.tasks.rates.search: must be finite"),
 ])
 def test_bad_tasks_config_fails_naming_the_key(sim, key, value, match):
@@ -496,3 +502,53 @@ def test_rate_zero_leaves_the_task_out_of_the_mixture(sim):
     c.tasks.rates[kind] = 0.0
   with pytest.raises(ConfigError, match="config.tasks.mixture: gensar: .*every task's rate is 0"):
     register(c, workdir, dual_ids(200))
+
+
+def _train_stream(task, seed, shard_info=None):
+  return task.get_dataset(LONG, split="train", shuffle=True, seed=seed, num_epochs=None,
+                          shard_info=shard_info, try_in_mem_cache=False).as_numpy_iterator()
+
+
+def test_every_epoch_is_the_whole_training_set_in_a_fresh_seeded_order(sim):
+  """Records are written in (user, time) order; a run's first batches must still
+  draw from the whole user range, each epoch must be exactly the training set, and
+  shards must partition it (ShuffledSource)."""
+  config, workdir = sim
+  reg = register(config, workdir, atomic_ids(200))
+  task = seqio.get_mixture_or_task(reg["tasks"]["rec"])
+  ds = prepared.load(f"{workdir}/prepared")
+  train_rec = np.flatnonzero((ds.split == TRAIN) & (ds.events.behaviour == REC))
+  n, num_users = len(train_rec), int(ds.events.user.max()) + 1
+  it = _train_stream(task, seed=3)
+  epochs = [[next(it) for _ in range(n)] for _ in range(2)]
+  events = [[int(ex["event"]) for ex in e] for e in epochs]
+  assert sorted(events[0]) == sorted(events[1]) == train_rec.tolist()
+  assert events[0] != events[1]                       # a new order each epoch
+  first_users = [int(ex["user"]) for ex in epochs[0][:32]]
+  assert min(first_users) < num_users // 4 and max(first_users) >= 3 * num_users // 4
+  assert len(set(first_users)) >= 16                  # not a slice of consecutive users
+  again = _train_stream(task, seed=3)
+  assert [int(next(again)["event"]) for _ in range(n)] == events[0]   # seeded: resumable
+  other = _train_stream(task, seed=4)
+  assert [int(next(other)["event"]) for _ in range(n)] != events[0]
+  parts = []
+  for k in range(3):
+    shard = seqio.ShardInfo(index=k, num_shards=3)
+    size = len(list(task.get_dataset(LONG, split="train", shuffle=False, num_epochs=1,
+                                     shard_info=shard).as_numpy_iterator()))
+    stream = _train_stream(task, seed=3 + k, shard_info=shard)
+    parts.append([int(next(stream)["event"]) for _ in range(size)])
+  assert sorted(sum(parts, [])) == train_rec.tolist()
+
+
+@pytest.mark.parametrize("style", ["full", "short", "none"])
+def test_prompt_style_sets_every_template_and_a_prompt_key_overrides_it(style):
+  c = tiny_config()
+  c.tasks.prompt_style = style
+  c.tasks.prompts.search = "find {query}"
+  templates = tasks_config.prompt_templates(c.tasks)
+  assert templates["search"] == "find {query}"
+  assert {k: v for k, v in templates.items() if k != "search"} == {
+      k: v for k, v in tasks_config.PROMPT_STYLES[style].items() if k != "search"}
+  for kind, template in templates.items():      # every style is a valid template set
+    assert formatting.REQUIRED_FIELDS[kind] <= set(formatting.template_fields(template))

@@ -19,7 +19,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.head_dim = 0              # per head; num_heads * head_dim need not equal emb_dim
   c.mlp_dim = 0               # feed-forward hidden size (each of the two gated inputs)
   c.dtype = "float32"         # activation dtype: float32 | bfloat16
-  c.dropout_rate = 0.1
+  c.dropout_rate = 0.0        # paper scale: 0.1 (T5's)
   c.attention_dropout_bits = 16  # random bits per attention-weight dropout draw: 16
                                  # (half the hashing; rate within 2^-17) | 32 (T5X's)
   c.logits_via_embedding = False  # tie the output head to the embedding (original T5)

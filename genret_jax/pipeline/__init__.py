@@ -25,7 +25,7 @@ import time
 import ml_collections
 
 from genret_jax import config as config_lib
-from genret_jax.pipeline import analyze, baselines, common, generative, report
+from genret_jax.pipeline import analyze, baselines, common, generative, report, validation
 
 MODES = ("prepare", "ids", "train", "eval", "analyze", "report", "all")
 
@@ -50,7 +50,7 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
   if "ids" in steps:
     ctx._ids = timed("ids", generative.run_ids, config, workdir)  # pylint: disable=protected-access
   # epochs -> train steps needs the registered tasks (the prepared data and ids).
-  models = [(label, generative.with_epochs(ctx, m) if steps != ("prepare",) and
+  models = [(label, validation.schedule(ctx, m) if steps != ("prepare",) and
              steps != ("ids",) else m) for label, m in entries]
   if "train" in steps:
     for label, mconfig in models:

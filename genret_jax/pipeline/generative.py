@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from genret_jax.errors import ConfigError
-from genret_jax.pipeline import common
+from genret_jax.pipeline import common, validation
 
 
 def prepared_path(workdir: str) -> str:
@@ -88,77 +88,15 @@ class Context:
     return self._tasks[key]
 
 
-def with_epochs(ctx: Context, mconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`mconfig` with train.num_steps = ceil(epochs * examples / batch) when `epochs` > 0.
-
-  An epoch is one pass over the mixture's training examples (a task's rate
-  replaces its example count when the rate is >= 0; the per-item cap applies).
-  """
-  if mconfig.epochs <= 0:
-    return mconfig
-  from genret_jax.tasks.registry import MIXTURE_KINDS  # pylint: disable=g-import-not-at-top
-  counts = ctx.registered(mconfig)["example_counts"]
-  total = 0.0
-  for kind in MIXTURE_KINDS[mconfig.tasks.mixture]:
-    if counts.get(kind, 0) > 0:
-      rate = float(mconfig.tasks.rates[kind.replace("_rec", "") if kind.startswith(
-          ("text2id", "id2text")) else kind])
-      total += counts[kind] if rate < 0 else rate
-  out = ml_collections.ConfigDict(mconfig.to_dict())
-  out.train.num_steps = max(1, int(np.ceil(mconfig.epochs * total / mconfig.train.batch_size)))
-  out.lock()
-  return out
-
-
 def run_train(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> dict:
   from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   reg = ctx.registered(mconfig)
+  validate_fn = (validation.make_validator(ctx, mconfig)
+                 if mconfig.train.best_metric.startswith("val_") else None)
   result = trainer.train(mconfig, common.model_dir(ctx.workdir, label), mixture_name=reg["mixture"],
-                         vocab_size=reg["vocabulary"].vocab_size)
+                         vocab_size=reg["vocabulary"].vocab_size, validate_fn=validate_fn)
   common.log(f"train {label}: " + trainer.summarize(result))
   return result
-
-
-def eval_arrays(task_name: str, config: ml_collections.ConfigDict, split: str
-                ) -> dict[str, np.ndarray]:
-  """The eval examples of one task as arrays: inputs int32[N, S] (0-padded),
-  target_item int32[N], candidates int32[N, 100] (sampled protocol)."""
-  import seqio  # pylint: disable=g-import-not-at-top
-  length = int(config.tasks.max_input_length)
-  ds = seqio.get_mixture_or_task(task_name).get_dataset(
-      {"inputs": length, "targets": int(config.tasks.max_target_length)}, split=split,
-      shuffle=False, num_epochs=1, use_cached=False)
-  inputs, targets, candidates = [], [], []
-  for ex in ds.as_numpy_iterator():
-    row = np.zeros(length, np.int32)
-    row[:len(ex["inputs"])] = ex["inputs"]
-    inputs.append(row)
-    targets.append(int(ex["target_item"]))
-    candidates.append(np.asarray(ex["candidates"], np.int32))
-  if not inputs:
-    raise ConfigError("data", f"task {task_name} has no {split} examples")
-  return {"inputs": np.stack(inputs), "target_item": np.asarray(targets, np.int32),
-          "candidates": np.stack(candidates)}
-
-
-def _decode_full(model, params, arrays, table, vocab, prefix, mconfig, mesh):
-  """Full-catalog constrained decoding: (metrics, per-query metrics, items int32[Q, R])."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from genret_jax.decoding import trie as trie_lib  # pylint: disable=g-import-not-at-top
-  from genret_jax.evaluation import generative, metrics  # pylint: disable=g-import-not-at-top
-  offsets = vocab.level_offsets(table)
-  prefix_tokens = [vocab.token_id(prefix)] if prefix else []
-  trie = trie_lib.trie_from_id_table(table, offsets, prefix_tokens=prefix_tokens,
-                                     dense_max_mb=float(mconfig.decode.dense_max_mb))
-  trie = jax.device_put(trie, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-  ks = tuple(int(k) for k in mconfig.eval.ks)
-  res = generative.generate_items(model, params, arrays["inputs"], lambda lo, hi, pad: trie,
-                                  decode_config=mconfig.decode, num_results=max(ks), mesh=mesh)
-  pq = metrics.per_query_metrics(res["items"], arrays["target_item"], ks, res["ranks"])
-  out = {k: float(v.mean()) for k, v in pq.items()}
-  alive = np.isfinite(res["beam_scores"])
-  out["invalid_id_rate"] = float(((res["beam_leaves"] < 0) & alive).sum() / max(alive.sum(), 1))
-  return out, pq, np.asarray(res["items"], np.int32)
 
 
 def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> dict:
@@ -170,14 +108,10 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
   from genret_jax.decoding import config as decoding_config  # pylint: disable=g-import-not-at-top
   from genret_jax.evaluation import generative  # pylint: disable=g-import-not-at-top
   from genret_jax.model import partitioning  # pylint: disable=g-import-not-at-top
-  from genret_jax.train import checkpoints, trainer  # pylint: disable=g-import-not-at-top
+  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   decoding_config.validate(mconfig.decode, mconfig.eval)
   mdir = common.model_dir(ctx.workdir, label)
-  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(mdir), mconfig.train)
-  try:
-    step = ckpt.latest_step()
-  finally:
-    ckpt.close()
+  step = trainer.selected_step(mconfig, mdir)
   want = common.stamp(common.model_stamp(mconfig), step, ids_stamp(mconfig, ctx.workdir))
   path = os.path.join(mdir, "eval.json")
   cached = common.read_stamped(path, want)
@@ -193,13 +127,15 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
   for behaviour, task_name in sorted(reg["eval_tasks"].items()):
     table = ctx.ids.search if behaviour == "search" else ctx.ids.rec
     prefix = reg["eval_prefix"][behaviour]
-    arrays = eval_arrays(task_name, mconfig, "test")
+    arrays = validation.eval_arrays(task_name, mconfig, "test")
     total = len(arrays["target_item"])
     keep = decoding_config.query_subset(total, mconfig.eval)
     arrays = {k: v[keep] for k, v in arrays.items()}
     m: dict[str, float] = {}
     if protocol in ("full", "both"):
-      m, pq, items = _decode_full(model, params, arrays, table, vocab, prefix, mconfig, mesh)
+      trie = validation.full_trie(table, vocab, prefix, mconfig, mesh)
+      m, pq, items = validation.decode_full(model, params, arrays["inputs"],
+                                            arrays["target_item"], trie, mconfig, mesh)
       per_query[behaviour] = pq
       if common.is_writer():
         np.savez(os.path.join(mdir, f"predictions_{behaviour}.npz"), items=items,

@@ -12,27 +12,55 @@ TASK_KINDS = ("rec", "search", "gensar_rec", "gensar_search", "next_query", "tex
 MIXTURES = ("rec_only", "search_only", "joint", "gensar")
 
 # Input templates. {history}: the user's history; {query}: the event's query;
-# {content}: an item's text; {item}: an item's identifier tokens. Template 0 of
-# GenSAR (Shi et al. 2025) for its tasks; the same wording for Gen_R / Gen_S.
-DEFAULT_PROMPTS = {
-    "rec": "Here is the user's history {history}. Please recommend the next item the user "
-           "might want to click on.",
-    "search": "The following is the user's search query {query}. Please predict the item "
-              "the user will click on.",
-    "gensar_rec": "Here is the user's history {history}. Please recommend the next item the "
-                  "user might want to click on.",
-    "gensar_search": "{history} The following is the user's search query {query}. Please "
-                     "predict the next item the user will click on after the search.",
-    "next_query": "Here is the user's history {history}. Please predict the next query the "
-                  "user might want to search.",
-    "text2id": "Given the description of an item {content}, predict the corresponding item.",
-    "id2text": "Given the item {item}, please provide its description.",
+# {content}: an item's text; {item}: an item's identifier tokens.
+# full: template 0 of GenSAR (Shi et al. 2025) for its tasks, the same wording for
+#   Gen_R / Gen_S (for a pretrained checkpoint, which can read it);
+# short: a task prefix (for models trained from scratch: every prompt token is
+#   noise the model must learn to ignore, and it costs input length);
+# none: the fields alone.
+PROMPT_STYLES = {
+    "full": {
+        "rec": "Here is the user's history {history}. Please recommend the next item the "
+               "user might want to click on.",
+        "search": "The following is the user's search query {query}. Please predict the "
+                  "item the user will click on.",
+        "gensar_rec": "Here is the user's history {history}. Please recommend the next item "
+                      "the user might want to click on.",
+        "gensar_search": "{history} The following is the user's search query {query}. "
+                         "Please predict the next item the user will click on after the "
+                         "search.",
+        "next_query": "Here is the user's history {history}. Please predict the next query "
+                      "the user might want to search.",
+        "text2id": "Given the description of an item {content}, predict the corresponding "
+                   "item.",
+        "id2text": "Given the item {item}, please provide its description.",
+    },
+    "short": {
+        "rec": "recommend: {history}", "search": "search: {query}",
+        "gensar_rec": "recommend: {history}", "gensar_search": "{history} search: {query}",
+        "next_query": "next query: {history}", "text2id": "item: {content}",
+        "id2text": "describe: {item}",
+    },
+    "none": {
+        "rec": "{history}", "search": "{query}", "gensar_rec": "{history}",
+        "gensar_search": "{history} {query}", "next_query": "{history}",
+        "text2id": "{content}", "id2text": "{item}",
+    },
 }
 
 
+def prompt_templates(tasks: ml_collections.ConfigDict) -> dict[str, str]:
+  """kind -> input template: `tasks.prompts.<kind>` when set, else the template of
+  `tasks.prompt_style` (validated by genret_jax.tasks.registry.validate)."""
+  style = PROMPT_STYLES[tasks.prompt_style]
+  return {k: str(tasks.prompts[k]) or style[k] for k in TASK_KINDS}
+
+
 def default_prompt_texts() -> list[str]:
-  """The literal text of the default prompts (part of the SentencePiece corpus)."""
-  return [p.replace("{", "").replace("}", "") for p in DEFAULT_PROMPTS.values()]
+  """The literal text of every style's prompts (part of the SentencePiece corpus)."""
+  texts = [p.replace("{", "").replace("}", "") for style in PROMPT_STYLES.values()
+           for p in style.values()]
+  return [t for t in dict.fromkeys(t.strip() for t in texts) if t]
 
 
 def vocab_config() -> ml_collections.ConfigDict:
@@ -48,7 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.max_input_length = 128    # tokens; the oldest history elements are dropped to fit
   c.max_target_length = 8
   c.history_separator = "; "  # between history elements
-  c.prompts = ml_collections.ConfigDict(dict(DEFAULT_PROMPTS))
+  c.prompt_style = "short"    # full | short | none (PROMPT_STYLES); paper scale: full
+  # Per-kind template overriding the style's; '' = the style's.
+  c.prompts = ml_collections.ConfigDict({k: "" for k in TASK_KINDS})
   # Mixing rate per task kind; < 0 = its number of (capped) training examples,
   # i.e. a plain union of the training sets (Gen_R+S).
   c.rates = ml_collections.ConfigDict({k: -1.0 for k in TASK_KINDS})

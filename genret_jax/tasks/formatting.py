@@ -138,10 +138,14 @@ class Formatter:
       pattern = " {} " if self.behaviour_tokens else "{} "
       self.query_tokens = _ragged_constant([vocab.encode(pattern.format(q)) for q in queries]
                                            + [[]])
+      # A table needs a key: without search events, one no query can equal (a query
+      # is non-empty text), mapped to the default.
+      keys = list(queries) or [""]
+      values = list(range(len(queries))) or [-1]
       self.query_index = tf.lookup.StaticHashTable(
           tf.lookup.KeyValueTensorInitializer(
-              tf.constant(list(queries), tf.string, shape=[len(queries)]),
-              tf.range(len(queries), dtype=tf.int64)), default_value=-1)
+              tf.constant(keys, tf.string, shape=[len(keys)]),
+              tf.constant(values, tf.int64, shape=[len(values)])), default_value=-1)
 
   def _input_length(self, sequence_length) -> int:
     if sequence_length and sequence_length.get("inputs"):

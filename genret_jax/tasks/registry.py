@@ -59,8 +59,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("max_input_length", "max_target_length"):
     if int(t[key]) < 2:
       raise ConfigError(f"tasks.{key}", f"must be >= 2, got {t[key]}")
+  if t.prompt_style not in tasks_config.PROMPT_STYLES:
+    raise ConfigError("tasks.prompt_style", f"{t.prompt_style!r} is not one of "
+                      f"{tuple(tasks_config.PROMPT_STYLES)}")
+  templates = tasks_config.prompt_templates(t)
   for kind in tasks_config.TASK_KINDS:
-    template = t.prompts[kind]
+    template = templates[kind]
     try:
       fields = formatting.template_fields(template)
     except ValueError as e:
@@ -99,33 +103,79 @@ def _name_prefix(manifest: dict, config, ids: ItemIdentifiers) -> str:
   return f"genret_{manifest['content_hash'][:10]}_{ids.scheme}_{h.hexdigest()[:8]}"
 
 
-class EventSource(seqio.TFExampleDataSource):
-  """The events of one behaviour, TRAIN events also capped per item.
+# A source shard of at most this many examples is kept in memory after its first
+# pass and shuffled whole; a larger one is re-read every epoch (files in a new
+# order) through a shuffle buffer of this many examples.
+IN_MEMORY_EXAMPLES = 262_144
 
-  The filter runs in the source and `num_input_examples` is the filtered count,
-  so seqio keeps a small task's events in memory after the first pass (fewer
-  than 10,000 per shard: seqio's in-memory cache) and later epochs skip reading
-  and parsing every event of the other behaviour; preprocessing still runs per
-  epoch. VALID / TEST events have rank -1, so the cap never touches evaluation.
+
+class ShuffledSource(seqio.TFExampleDataSource):
+  """TFRecord examples, optionally filtered, in a fresh seeded order every epoch.
+
+  seqio's own Task shuffle is a buffer (1,000 by default) applied after the
+  repeat; over records written in (user, time) order it shows a run a slice of
+  the users at a time. This source shuffles instead (tasks are registered with
+  `shuffle_buffer_size=None`, which seqio allows for a source that
+  `performs_internal_shuffling`): it takes its shard (by file when there are
+  enough files, else every K-th example of the unshuffled stream, so the K
+  shards always partition the data), filters it, keeps it in memory when it
+  holds at most IN_MEMORY_EXAMPLES, and shuffles it with a buffer that holds the
+  whole shard (up to IN_MEMORY_EXAMPLES) and `reshuffle_each_iteration`: every
+  epoch of a repeated stream is the whole shard in a new order, a pure function
+  of the seed (exact resume replays it).
+
+  `num_input_examples` is the filtered count.
   """
 
-  def __init__(self, split_to_filepattern: dict[str, str], behaviour: int, cap: int,
-               num_input_examples: dict[str, int]):
-    super().__init__(split_to_filepattern, prepared_lib.EVENT_FEATURES,
-                     num_input_examples=num_input_examples)
-    self.behaviour, self.cap = behaviour, cap
+  def __init__(self, split_to_filepattern: dict[str, str], features: dict,
+               num_input_examples: dict[str, int], keep=None):
+    super().__init__(split_to_filepattern, features, num_input_examples=num_input_examples)
+    self._keep = keep
+
+  @property
+  def supports_arbitrary_sharding(self) -> bool:
+    return True
+
+  @property
+  def performs_internal_shuffling(self) -> bool:
+    return True
 
   def get_dataset(self, split: str = prepared_lib.TRAIN, shuffle: bool = True,
                   seed: int | None = None, shard_info: seqio.ShardInfo | None = None,
                   **kwargs) -> tf.data.Dataset:
-    @tf.autograph.experimental.do_not_convert
-    def keep(ex):
-      ok = tf.equal(ex["behaviour"], self.behaviour)
-      if self.cap > 0:
-        ok = ok & (ex["item_rank"] < self.cap)
-      return ok
-    return super().get_dataset(split=split, shuffle=shuffle, seed=seed, shard_info=shard_info,
-                               **kwargs).filter(keep)
+    shards = shard_info.num_shards if shard_info else 1
+    by_file = shard_info is not None and len(self.list_shards(split)) >= shards
+    ds = super().get_dataset(split=split, shuffle=shuffle and (by_file or shards == 1),
+                             seed=seed, shard_info=shard_info if by_file else None, **kwargs)
+    if shards > 1 and not by_file:
+      ds = ds.shard(shards, shard_info.index)
+    if self._keep is not None:
+      ds = ds.filter(self._keep)
+    per_shard = -(-int(self.num_input_examples(split) or 0) // shards)
+    if 0 < per_shard <= IN_MEMORY_EXAMPLES:
+      ds = ds.cache()
+    if shuffle:
+      buffer = min(max(per_shard, 1), IN_MEMORY_EXAMPLES)
+      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def event_source(path: str, behaviour: int, cap: int, num_input_examples: dict[str, int]
+                 ) -> ShuffledSource:
+  """The events of one behaviour, TRAIN events also capped per item.
+
+  VALID / TEST events have rank -1, so the cap never touches evaluation. A task
+  under IN_MEMORY_EXAMPLES (per shard) reads the event files once: later
+  epochs skip reading and parsing every event of the other behaviour.
+  """
+  @tf.autograph.experimental.do_not_convert
+  def keep(ex):
+    ok = tf.equal(ex["behaviour"], behaviour)
+    if cap > 0:
+      ok = ok & (ex["item_rank"] < cap)
+    return ok
+  return ShuffledSource(prepared_lib.split_patterns(path), prepared_lib.EVENT_FEATURES,
+                        num_input_examples, keep)
 
 
 def _example_counts(path: str, manifest: dict, config) -> dict[str, int]:
@@ -165,7 +215,7 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
                         f"prepared dataset {num_items}")
   vocab = vocabulary(path, ids)
   t = config.tasks
-  fmt = formatting.Formatter(vocab, ids.search, ids.rec, t.prompts.to_dict(),
+  fmt = formatting.Formatter(vocab, ids.search, ids.rec, tasks_config.prompt_templates(t),
                              t.history_separator, int(t.max_input_length),
                              prepared_lib.read_queries(path),
                              behaviour_tokens=bool(t.behaviour_tokens))
@@ -183,9 +233,8 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   for name in names.values():
     seqio.TaskRegistry.remove(name)
 
-  items_source = seqio.TFExampleDataSource(
-      {"train": prepared_lib.items_pattern(path)}, prepared_lib.ITEM_FEATURES,
-      num_input_examples={"train": num_items})
+  items_source = ShuffledSource({"train": prepared_lib.items_pattern(path)},
+                                prepared_lib.ITEM_FEATURES, {"train": num_items})
   cap = int(t.cap_per_item)
   counts = _example_counts(path, manifest, config)
   for kind, behaviour in EVENT_KINDS.items():
@@ -193,15 +242,15 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
     sizes = {split: int(manifest["counts"]["per_split"][split][name])
              for split in prepared_lib.SPLIT_NAMES}
     sizes[prepared_lib.TRAIN] = counts[kind]
-    source = EventSource(prepared_lib.split_patterns(path), behaviour,
-                         cap if t.cap_behaviour == name else 0, sizes)
+    source = event_source(path, behaviour, cap if t.cap_behaviour == name else 0, sizes)
     seqio.TaskRegistry.add(
-        names[kind], source=source, output_features=output_features,
+        names[kind], source=source, output_features=output_features, shuffle_buffer_size=None,
         preprocessors=[_mapper(fmt.event_fn, kind), seqio.preprocessors.append_eos_after_trim])
   for kind in kinds[len(EVENT_KINDS):]:
     role = "rec" if kind.endswith("_rec") else "search"
     seqio.TaskRegistry.add(
         names[kind], source=items_source, output_features=output_features,
+        shuffle_buffer_size=None,
         preprocessors=[_mapper(functools.partial(fmt.item_fn, role=role), kind),
                        seqio.preprocessors.append_eos_after_trim])
 

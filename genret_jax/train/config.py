@@ -20,8 +20,9 @@ def default_config() -> ml_collections.ConfigDict:
                               # number of processes (a resumed run keeps its checkpoint's)
   # Optimizer.
   c.optimizer = "adamw"       # adamw | adafactor
-  c.learning_rate = 1e-3      # peak learning rate
-  c.schedule = "cosine"       # constant | rsqrt | cosine (each after a linear warmup)
+  c.learning_rate = 3e-3      # peak learning rate (paper scale: 1e-3)
+  c.schedule = "constant"     # constant | rsqrt | cosine (each after a linear warmup);
+                              # paper scale: cosine
   c.warmup_steps = 20
   c.cosine_end_factor = 0.0   # cosine decays to learning_rate * this
   c.weight_decay = 0.01       # decoupled (AdamW) / Adafactor weight_decay_rate
@@ -45,5 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.keep_best = 0             # also keep the best N by `best_metric` (needs eval_every)
   c.best_metric = "eval_loss"
   c.best_mode = "min"         # min | max
+  c.patience = 3              # with eval_every: stop after this many evaluations without
+                              # a better best_metric (early stopping); 0 = never
   c.async_checkpoints = True
   return c

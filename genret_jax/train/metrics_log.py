@@ -127,6 +127,10 @@ class MetricsLogger:
       text = " ".join(f"{k} {v:.4f}" for k, v in metrics.items())
       print(f"eval at step {step}: {text}", file=sys.stdout, flush=True)
 
+  def message(self, text: str) -> None:
+    if self._chief:
+      print(text, file=sys.stdout, flush=True)
+
   def close(self) -> None:
     for writer in self._writers.values():
       writer.flush()

@@ -26,10 +26,14 @@ from jax.sharding import Mesh
 
 from genret_jax.errors import ConfigError, GenRetError
 from genret_jax.model import partitioning
-from genret_jax.train import checkpoints, input_pipeline, metrics_log, optim, state as state_lib
+from genret_jax.train import checkpoints, early_stopping, input_pipeline, metrics_log, optim
+from genret_jax.train import state as state_lib
 from genret_jax.train import step as step_lib
 
 Hook = Callable[[int], None]
+# params -> metrics of one periodic evaluation beyond the loss (e.g. validation
+# retrieval through the decoder); called on every process.
+ValidateFn = Callable[[Any], Mapping[str, float]]
 
 
 def validate(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
@@ -39,7 +43,8 @@ def validate(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   for key in ("num_steps", "batch_size", "log_every", "grad_accum_steps"):
     if int(cfg[key]) < 1:
       raise ConfigError(f"train.{key}", f"must be >= 1, got {cfg[key]}")
-  for key in ("checkpoint_every", "eval_every", "eval_batches", "keep_best", "input_shards"):
+  for key in ("checkpoint_every", "eval_every", "eval_batches", "keep_best", "input_shards",
+              "patience"):
     if int(cfg[key]) < 0:
       raise ConfigError(f"train.{key}", f"must be >= 0, got {cfg[key]}")
   if cfg.batch_size % cfg.grad_accum_steps:
@@ -141,21 +146,24 @@ def _resumed_input_shards(cfg: ml_collections.ConfigDict, saved: Mapping[str, An
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, *, mixture_name: str,
-          vocab_size: int, hooks: Sequence[Hook] = ()) -> dict[str, Any]:
+          vocab_size: int, hooks: Sequence[Hook] = (),
+          validate_fn: Callable[[nn.Module], ValidateFn] | None = None) -> dict[str, Any]:
   """Trains `config.model` on the seqio mixture; resumes from the latest checkpoint.
 
   With `config.model.hf_checkpoint` set, the network's dimensions and initial
   parameters come from that Hugging Face T5 directory, its vocabulary grown to
-  `vocab_size` (see `model_and_init`). See `train_model` for the returned summary.
+  `vocab_size` (see `model_and_init`). `validate_fn(model)` makes the extra
+  periodic evaluation (see `train_model`). See `train_model` for the returned summary.
   """
   model, init_params = model_and_init(config, vocab_size)
   return train_model(config, workdir, model, mixture_name=mixture_name, init_params=init_params,
-                     hooks=hooks)
+                     hooks=hooks, validate_params=validate_fn(model) if validate_fn else None)
 
 
 def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Module, *,
                 mixture_name: str, init_params: Any = None, hooks: Sequence[Hook] = (),
-                devices: Sequence[jax.Device] | None = None) -> dict[str, Any]:
+                devices: Sequence[jax.Device] | None = None,
+                validate_params: ValidateFn | None = None) -> dict[str, Any]:
   """The training loop for any flax module with the T5 `__call__` signature.
 
   Args:
@@ -163,10 +171,17 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
     devices: the devices of the mesh (default: all); e.g. one device.
     hooks: called on the host after each step is dispatched with the 1-based
       step number (no device sync); e.g. profiling or a test's kill point.
+    validate_params: params -> more metrics for each periodic evaluation (every
+      `train.eval_every` steps), e.g. validation retrieval. The evaluations go
+      to TensorBoard, the log and <workdir>/validation.json; `train.best_metric`
+      ranks them (`train.keep_best` keeps the best checkpoints) and with
+      `train.patience` > 0 training stops after that many evaluations without a
+      better one (early stopping; a rerun of a stopped run trains no further).
   Returns:
     {"first_step", "last_step", "first_loss", "last_loss", "resumed_from",
      "history": {metric: float32[steps run]} for steps first..last,
-     "eval": last eval metrics or None, "checkpoint_dir", "tensorboard_dir"}.
+     "eval": last eval metrics or None, "best": the best evaluation or None,
+     "stopped_early": bool, "checkpoint_dir", "tensorboard_dir"}.
   Raises:
     ConfigError for bad settings; NonFiniteLossError (a GenRetError) when a
     loss or gradient norm is NaN/Inf, after the last good checkpoint is safe.
@@ -199,11 +214,15 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
       raise GenRetError(f"checkpoint {ckpt.directory}/{resumed_from} is inconsistent: state "
                         f"step {int(state.step)}, input position {saved['batches_consumed']}")
   start = resumed_from or 0
+  tracker = early_stopping.ValidationHistory(workdir, cfg.best_metric, cfg.best_mode,
+                                             int(cfg.patience), start)
+  if tracker.stopped_at is not None and tracker.stopped_at == start:
+    num_steps = start          # stopped early before: nothing left to run
 
   train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, cfg),
                                        mesh, rules, shardings)
   evaluator = None
-  if cfg.eval_every:
+  if cfg.eval_every and not validate_params:
     evaluator = _Evaluator(model, mesh, rules, shardings.params, mixture_name, lengths,
                            cfg.eval_split, batch_size, shards, int(cfg.eval_batches))
   logger = metrics_log.MetricsLogger(workdir, num_steps, start)
@@ -231,7 +250,8 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
     history.append(fetched)
     window.append(fetched)
 
-  log_every, eval_every = int(cfg.log_every), int(cfg.eval_every) if evaluator else 0
+  log_every = int(cfg.log_every)
+  eval_every = int(cfg.eval_every) if evaluator or validate_params else 0
   checkpoint_every = int(cfg.checkpoint_every)
   try:
     for step in range(start + 1, num_steps + 1):
@@ -249,13 +269,29 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
       if do_log:
         logger.train(step, {k: np.concatenate([w[k] for w in window]) for k in window[0]})
         window.clear()
+      stop = False
       if do_eval:
-        eval_metrics = evaluator(state.params)
+        eval_metrics = dict(evaluator(state.params) if evaluator else {})
+        eval_metrics.update(validate_params(state.params) if validate_params else {})
         logger.eval(step, eval_metrics)
+        tracker.add(step, eval_metrics)
+        stop = tracker.should_stop()
+        do_save = do_save or stop
       if do_save:
         position["batches_consumed"] = step
         ckpt.save(step, state, position, metrics=eval_metrics if do_eval else None)
         last_saved = step
+      if do_eval:
+        if stop:
+          tracker.stopped_at = step
+          best = tracker.best()
+          logger.message(f"early stopping at step {step}: no better {cfg.best_metric} in "
+                         f"{cfg.patience} evaluations since step {best['step']} "
+                         f"({best[cfg.best_metric]:.4f})")
+        tracker.save()
+      if stop:
+        num_steps = step
+        break
   finally:
     ckpt.wait()  # the last good checkpoint is complete on disk, even on an error
     ckpt.close()
@@ -266,14 +302,31 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
       "first_step": start + 1, "last_step": num_steps, "resumed_from": resumed_from,
       "first_loss": float(hist["loss"][0]) if hist else None,
       "last_loss": float(hist["loss"][-1]) if hist else None,
-      "history": hist, "eval": eval_metrics, "state": state,
+      "history": hist, "eval": eval_metrics, "state": state, "best": tracker.best(),
+      "best_metric": cfg.best_metric,
+      "stopped_early": tracker.stopped_at is not None,
       "checkpoint_dir": ckpt.directory, "tensorboard_dir": logger.tensorboard_dir,
   }
 
 
+def selected_step(config: ml_collections.ConfigDict, workdir: str) -> int | None:
+  """The checkpoint a trained model is used at: the best periodic evaluation by
+  `train.best_metric` among the kept checkpoints (validation.json), else the latest."""
+  ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), config.train)
+  try:
+    steps = ckpt.all_steps()
+  finally:
+    ckpt.close()
+  if not steps:
+    return None
+  best = early_stopping.best_step(workdir, steps)
+  return steps[-1] if best is None else best
+
+
 def restore_params(config: ml_collections.ConfigDict, workdir: str, vocab_size: int,
                    devices: Sequence[jax.Device] | None = None) -> tuple[nn.Module, Any, int]:
-  """(model, params, step) of the latest checkpoint in `workdir`.
+  """(model, params, step) of the `selected_step` checkpoint in `workdir` (the best
+  validated one, else the latest).
 
   Params are sharded on the `config.mesh` mesh (over `devices`, default all)
   by the model's logical axis rules; the model is the one `train` built (from
@@ -284,9 +337,9 @@ def restore_params(config: ml_collections.ConfigDict, workdir: str, vocab_size: 
   lengths = feature_lengths(config)
   abstract, _ = state_lib.state_shardings(model, optim.make_optimizer(config.train), mesh,
                                           rules, lengths["inputs"], lengths["targets"])
+  step = selected_step(config, workdir)
   ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), config.train)
   try:
-    step = ckpt.latest_step()
     if step is None:
       raise GenRetError(f"no checkpoint in {ckpt.directory}: train first (--mode=train)")
     state, _ = ckpt.restore(step, abstract)
@@ -325,7 +378,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, task_or_mixture
 
 def summarize(result: Mapping[str, Any]) -> str:
   """One line for the pipeline: first and last loss of a `train` result."""
+  best, metric = result.get("best"), result.get("best_metric")
+  tail = f"; best {metric} {best[metric]:.4f} at step {best['step']}" if best else ""
+  tail += " (stopped early)" if result.get("stopped_early") else ""
   if result["first_loss"] is None:
-    return f"training already complete at step {result['last_step']}"
+    return f"training already complete at step {result['last_step']}{tail}"
   return (f"trained steps {result['first_step']}..{result['last_step']}: "
-          f"loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}")
+          f"loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}{tail}")
