@@ -27,11 +27,12 @@ def config(rel: str, **overrides):
   return config_lib.resolve(set_keys(c, **overrides))
 
 
-def run_cli(workdir, rel: str, mode: str = "all", check: bool = True, **overrides):
-  """Runs the main job of `rel` at scale=smoke on 1 CPU device: (process, seconds)."""
+def run_cli(workdir, rel: str, mode: str = "all", check: bool = True, scale: str = "smoke",
+            **overrides):
+  """Runs the main job of `rel` at `scale` on 1 CPU device: (process, seconds)."""
   env = {**os.environ, **CACHE_ENV, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": "",
          "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-  args = [sys.executable, "-m", "genret_jax.main", f"--config={rel}", "--config.scale=smoke",
+  args = [sys.executable, "-m", "genret_jax.main", f"--config={rel}", f"--config.scale={scale}",
           f"--workdir={workdir}", f"--mode={mode}",
           *(f"--config.{k}={v}" for k, v in overrides.items())]
   t0 = time.time()

@@ -333,3 +333,61 @@ def test_hf_checkpoint_init_grows_the_vocabulary(tmp_path):
   known = hf.shared.weight.detach().numpy()
   assert abs(emb[150:].std() - known.std()) < 0.3 * known.std()
   assert params["decoder"]["logits_dense"]["kernel"].shape == (32, 384)
+
+
+# ---------------------------------------------------------------- validation, early stopping
+
+
+def test_validation_history_ranks_and_stops(tmp_path):
+  from genret_jax.train import early_stopping  # pylint: disable=g-import-not-at-top
+  h = early_stopping.ValidationHistory(str(tmp_path), "val_r", "max", patience=2, resumed_from=0)
+  for step, v in ((10, 0.2), (20, 0.5), (30, 0.5), (40, 0.4)):
+    h.add(step, {"val_r": v, "other": 1.0})
+    assert h.should_stop() == (step == 40)        # 30 ties 20: not better
+  assert h.best()["step"] == 20 and h.best(steps=[10, 30, 40])["step"] == 30
+  h.save()
+  assert early_stopping.best_step(str(tmp_path), [30, 40]) == 30
+  resumed = early_stopping.ValidationHistory(str(tmp_path), "val_r", "max", 2, resumed_from=20)
+  assert [e["step"] for e in resumed.evals] == [10, 20]      # later ones are redone
+  assert early_stopping.ValidationHistory(str(tmp_path), "eval_loss", "min", 2, 40).evals == []
+  with pytest.raises(ConfigError, match="config.train.best_metric: 'val_r' is not one of"):
+    h.add(50, {"eval_loss": 1.0})
+  never = early_stopping.ValidationHistory(str(tmp_path / "x"), "val_r", "max", 0, 0)
+  for step in range(1, 6):
+    never.add(step, {"val_r": 1.0 / step})
+  assert not never.should_stop()
+
+
+def test_early_stopping_keeps_the_best_checkpoint_and_a_rerun_trains_no_further(tmp_path):
+  """A validator whose metric peaks at the 2nd evaluation: training stops after
+  `patience` more, the best checkpoint survives and is the one restored."""
+  config = train_tasks.config(num_steps=60, learning_rate=3e-3, log_every=10, eval_every=10,
+                              checkpoint_every=10, keep_checkpoints=1, keep_best=1,
+                              best_metric="val_r", best_mode="max", patience=2)
+  scores = iter([0.3, 0.9, 0.5, 0.4, 0.8, 0.95])
+  seen = []
+
+  def validate_fn(model):
+    del model
+    def validate(params):
+      seen.append(float(jax.tree_util.tree_leaves(params)[0].sum()))
+      return {"val_r": next(scores)}
+    return validate
+  workdir = str(tmp_path)
+  result = trainer.train(config, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE,
+                         validate_fn=validate_fn)
+  assert result["stopped_early"] and result["last_step"] == 40 and len(seen) == 4
+  assert result["best"] == {"step": 20, "val_r": 0.9}
+  ckpt = checkpoints.Checkpointer(result["checkpoint_dir"], config.train)
+  try:
+    assert ckpt.all_steps() == [20, 40]          # latest 1 + best 1
+  finally:
+    ckpt.close()
+  assert trainer.selected_step(config, workdir) == 20
+  _, _, step = trainer.restore_params(config, workdir, train_tasks.VOCAB_SIZE)
+  assert step == 20
+  again = trainer.train(config, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE,
+                        validate_fn=validate_fn)
+  assert again["first_loss"] is None and len(seen) == 4
+  assert trainer.summarize(again) == ("training already complete at step 40; best val_r "
+                                      "0.9000 at step 20 (stopped early)")

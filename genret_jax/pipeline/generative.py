@@ -15,6 +15,7 @@ import ml_collections
 import numpy as np
 
 from genret_jax.errors import ConfigError
+from genret_jax.evaluation import collapse
 from genret_jax.pipeline import common, validation
 
 
@@ -137,6 +138,7 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
       m, pq, items = validation.decode_full(model, params, arrays["inputs"],
                                             arrays["target_item"], trie, mconfig, mesh)
       per_query[behaviour] = pq
+      m.update(collapse.top1_stats(items))
       if common.is_writer():
         np.savez(os.path.join(mdir, f"predictions_{behaviour}.npz"), items=items,
                  targets=arrays["target_item"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+from genret_jax.evaluation import collapse
 from genret_jax.pipeline import common
 
 
@@ -37,8 +38,12 @@ def write_report(workdir: str, results: Mapping, analysis: Mapping, title: str =
   """Writes results.json / results.md (process 0 only); returns the Markdown."""
   from genret_jax.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
   from genret_jax.report.tables import atomic_write  # pylint: disable=g-import-not-at-top
-  text = (f"# {title}\n\n" if title else "") + results_lib.results_markdown(results) + \
-      _analysis_markdown(analysis)
+  warnings = collapse.collapse_warnings(results)
+  for line in warnings:
+    common.log(line)
+  flagged = "".join(f"> **{w}**\n>\n" for w in warnings)
+  text = ((f"# {title}\n\n" if title else "") + (flagged + "\n" if flagged else "")
+          + results_lib.results_markdown(results) + _analysis_markdown(analysis))
   if common.is_writer() and results:
     results_lib.write_results(results, workdir)
     atomic_write(os.path.join(workdir, "results.md"), text)

@@ -74,7 +74,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.mixture = "joint"         # rec_only | search_only | joint | gensar
   c.max_input_length = 128    # tokens; the oldest history elements are dropped to fit
-  c.max_target_length = 8
+  c.max_target_length = 16    # tokens; with packing, room for 8 atomic-ID targets per row
   c.history_separator = "; "  # between history elements
   c.prompt_style = "short"    # full | short | none (PROMPT_STYLES); paper scale: full
   # Per-kind template overriding the style's; '' = the style's.
