@@ -34,9 +34,15 @@ def unique_names(num_items: int, seed: int = 0) -> list[str]:
   return [pairs[i] for i in rng.permutation(len(pairs))[:num_items]]
 
 
-def write(folder: str, *, num_items: int = 200, num_users: int = 800, rec_per_user: int = 8,
-          search_per_user: int = 4, seed: int = 0) -> dict[str, int]:
-  """Writes items.jsonl and events.jsonl in `folder`; returns the event counts."""
+def write(folder: str, *, num_items: int = 200, num_users: int = 1000,
+          rec_per_user: tuple[int, int] = (4, 16), search_per_user: int = 4, seed: int = 0
+          ) -> dict[str, int]:
+  """Writes items.jsonl and events.jsonl in `folder`; returns the event counts.
+
+  Each user has a random number of rec events in [rec_per_user[0], rec_per_user[1]]
+  (so the validation and test histories, the user's longest, are mostly as long as
+  training histories of other users) and `search_per_user` searches.
+  """
   rng = np.random.default_rng(seed)
   names = unique_names(num_items, seed)
   os.makedirs(folder, exist_ok=True)
@@ -49,7 +55,7 @@ def write(folder: str, *, num_items: int = 200, num_users: int = 800, rec_per_us
       start = int(rng.integers(num_items))
       searched = rng.integers(num_items, size=search_per_user)
       t = 0
-      for k in range(rec_per_user):
+      for k in range(int(rng.integers(rec_per_user[0], rec_per_user[1] + 1))):
         t += 1
         f.write(json.dumps({"user_id": f"u{u}", "item_id": f"i{(start + k) % num_items}",
                             "timestamp": t, "behaviour": "rec"}) + "\n")

@@ -32,7 +32,7 @@ def test_default_recipe_learns_the_successor_and_the_item_names(job):
 
 
 def test_the_known_answer_data_is_what_it_says(tmp_path):
-  counts = known_answer.write(str(tmp_path), num_items=10, num_users=3, rec_per_user=4,
+  counts = known_answer.write(str(tmp_path), num_items=10, num_users=3, rec_per_user=(4, 4),
                               search_per_user=2)
   assert counts == {"rec": 12, "search": 6}
   import json  # pylint: disable=g-import-not-at-top

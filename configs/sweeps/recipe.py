@@ -4,7 +4,8 @@ Gen_R and Gen_S (atomic IDs, trained by epochs with validation, best checkpoint,
 early stopping) on the simulator and ml-latest-small, beside Pop_R / Pop_S.
 Variants: the old default (lr 1e-3 cosine to 0, dropout 0.1, GenSAR's full
 prompt), learning rate, schedule, warmup, dropout, label smoothing, tied output
-head, batch size and the prompt style. Writes table.md / table.json.
+head, batch size, the prompt style, and the validation metric and patience that pick the
+checkpoint. Writes table.md / table.json.
   python -m genret_jax.main --config=configs/sweeps/recipe.py --workdir=/tmp/recipe
 One dataset: --config.table.datasets=simulated. Every finished job is reused on a rerun.
 """
@@ -30,6 +31,8 @@ VARIANTS = {
     "batch_128": "train.batch_size=128",
     "prompt_full": "tasks.prompt_style=full",
     "prompt_none": "tasks.prompt_style=none",
+    "select_recall@10": "eval.best_metric=recall@10",
+    "patience_5": "train.patience=5",
 }
 
 

@@ -28,7 +28,9 @@ def eval_config() -> ml_collections.ConfigDict:
   c.protocol = "full"         # full | sampled | both
   c.num_negatives = 99        # sampled protocol: negatives per query (+ the positive)
   c.negatives_seed = 0
-  c.best_metric = "recall@10"  # validation metric that selects the best checkpoint
+  c.best_metric = "ndcg@10"   # validation metric that selects the best checkpoint and
+                              # stops training (recall@10 saturates while the top ranks
+                              # still improve; docs/training.md)
   c.max_queries = 0           # test queries per task (a seeded random subset shared by
                               # every model and baseline); 0 = all
   c.queries_seed = 0
