@@ -356,6 +356,11 @@ def test_validation_history_ranks_and_stops(tmp_path):
   for step in range(1, 6):
     never.add(step, {"val_r": 1.0 / step})
   assert not never.should_stop()
+  late = early_stopping.ValidationHistory(str(tmp_path / "y"), "val_r", "max", 1, 0,
+                                          min_steps=30)
+  for step, v in ((10, 0.5), (20, 0.1), (30, 0.1)):
+    late.add(step, {"val_r": v})
+    assert late.should_stop() == (step == 30)     # not before min_steps
 
 
 def test_early_stopping_keeps_the_best_checkpoint_and_a_rerun_trains_no_further(tmp_path):
@@ -363,7 +368,7 @@ def test_early_stopping_keeps_the_best_checkpoint_and_a_rerun_trains_no_further(
   `patience` more, the best checkpoint survives and is the one restored."""
   config = train_tasks.config(num_steps=60, learning_rate=3e-3, log_every=10, eval_every=10,
                               checkpoint_every=10, keep_checkpoints=1, keep_best=1,
-                              best_metric="val_r", best_mode="max", patience=2)
+                              best_metric="val_r", best_mode="max", patience=2, min_steps=0)
   scores = iter([0.3, 0.9, 0.5, 0.4, 0.8, 0.95])
   seen = []
 

@@ -33,7 +33,9 @@ def _model_config(ctx, mixture, **keys):
 
 
 def test_epochs_set_steps_from_the_packed_mixture_and_validation_every_epoch(ctx):
-  m = _model_config(ctx, "joint", epochs=3, **{"validation.every_epochs": 0.5})
+  m = _model_config(ctx, "joint", epochs=3, **{"validation.every_epochs": 0.5,
+                                               "validation.min_every_steps": 0,
+                                               "train.min_steps": 0})
   reg = ctx.registered(m)
   examples = reg["example_counts"]["rec"] + reg["example_counts"]["search"]
   per_row = validation.examples_per_row(reg["mixture"], m)
@@ -43,10 +45,14 @@ def test_epochs_set_steps_from_the_packed_mixture_and_validation_every_epoch(ctx
   assert s.train.num_steps == math.ceil(3 * per_epoch)
   assert s.train.eval_every == s.train.checkpoint_every == math.ceil(0.5 * per_epoch)
   assert (s.train.best_metric, s.train.best_mode, s.train.keep_best) == (
-      "val_recall@10", "max", 1)
-  off = validation.schedule(ctx, _model_config(ctx, "joint", epochs=3,
-                                               **{"validation.every_epochs": 0}))
+      "val_ndcg@10", "max", 1)
+  off = validation.schedule(ctx, _model_config(ctx, "joint", epochs=3, **{
+      "validation.every_epochs": 0, "train.min_steps": 0}))
   assert off.train.num_steps == s.train.num_steps and off.train.eval_every == 0
+  floors = validation.schedule(ctx, _model_config(ctx, "joint", epochs=3, **{
+      "validation.every_epochs": 0.5, "validation.min_every_steps": 1000,
+      "train.min_steps": 5000}))                 # small data: enough steps, few validations
+  assert (floors.train.num_steps, floors.train.eval_every) == (5000, 1000)
   steps = _model_config(ctx, "joint", epochs=0)
   assert validation.schedule(ctx, steps) is steps  # epochs 0: train.num_steps as set
 
@@ -65,9 +71,10 @@ def test_the_validator_decodes_validation_events_with_the_test_decoder(ctx):
   state = state_lib.init_train_state(model, tx, 0, shardings, lengths["inputs"],
                                      lengths["targets"], None)
   out = validation.make_validator(ctx, m)(model)(state.params)
-  assert set(out) == {"val_rec_recall@10", "val_search_recall@10", "val_recall@10"}
-  assert out["val_recall@10"] == pytest.approx(
-      (out["val_rec_recall@10"] + out["val_search_recall@10"]) / 2)
+  assert set(out) == {f"val_{t}_{k}" for t in ("rec", "search")
+                      for k in ("recall@10", "ndcg@10")} | {"val_ndcg@10"}
+  assert out["val_ndcg@10"] == pytest.approx(
+      (out["val_rec_ndcg@10"] + out["val_search_ndcg@10"]) / 2)
   # The same numbers as decoding those validation events directly.
   reg = ctx.registered(m)
   arrays = validation.eval_arrays(reg["eval_tasks"]["rec"], m, "validation")
@@ -79,11 +86,13 @@ def test_the_validator_decodes_validation_events_with_the_test_decoder(ctx):
   direct, _, items = validation.decode_full(model, state.params, arrays["inputs"][keep],
                                             arrays["target_item"][keep], trie, m, mesh)
   assert out["val_rec_recall@10"] == direct["recall@10"] and items.shape == (7, 30)
-  assert np.isfinite(jax.device_get(out["val_recall@10"]))
+  assert out["val_rec_ndcg@10"] == direct["ndcg@10"]
+  assert np.isfinite(jax.device_get(out["val_ndcg@10"]))
 
 
 @pytest.mark.parametrize("key,value", [("validation.every_epochs", -1.0),
-                                       ("validation.max_queries", -2)])
+                                       ("validation.max_queries", -2),
+                                       ("validation.min_every_steps", -1)])
 def test_bad_validation_keys_name_the_key(key, value):
   with pytest.raises(ConfigError, match=f"config.{key}: must be >= 0"):
     pipeline_cli.config("configs/joint.py", **{key: value})

@@ -2,9 +2,9 @@
 
 `schedule(ctx, mconfig)` turns the job keys `epochs` and `validation.*` into the
 `train` block: num_steps = ceil(epochs * examples / (batch * examples per packed
-row)), and with validation a periodic evaluation every `validation.every_epochs`
-epochs whose metric (`val_<eval.best_metric>`, the mean over the model's eval
-tasks) ranks checkpoints: the best is kept and evaluated, and training stops
+row)) (at least `train.min_steps`), and with validation a periodic evaluation every
+`validation.every_epochs` epochs (at least `validation.min_every_steps` apart) whose
+metric (`val_<eval.best_metric>`, the mean over the model's eval tasks) ranks checkpoints: the best is kept and evaluated, and training stops
 after `train.patience` evaluations without a better one.
 
 `make_validator` is that evaluation: constrained beam search over the whole
@@ -38,6 +38,7 @@ def validation_config() -> ml_collections.ConfigDict:
                               # > 0); 0 = off (train.num_steps / the last checkpoint)
   c.max_queries = 500         # validation events per task decoded each time (a seeded
                               # subset, eval.queries_seed); 0 = all
+  c.min_every_steps = 20      # validations at least this many steps apart (small data)
   return c
 
 
@@ -45,8 +46,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   v = config.validation
   if not v.every_epochs >= 0:
     raise ConfigError("validation.every_epochs", f"must be >= 0, got {v.every_epochs}")
-  if int(v.max_queries) < 0:
-    raise ConfigError("validation.max_queries", f"must be >= 0, got {v.max_queries}")
+  for key in ("max_queries", "min_every_steps"):
+    if int(v[key]) < 0:
+      raise ConfigError(f"validation.{key}", f"must be >= 0, got {v[key]}")
 
 
 def eval_arrays(task_name: str, config: ml_collections.ConfigDict, split: str
@@ -165,14 +167,16 @@ def schedule(ctx, mconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   per_step = mconfig.train.batch_size * examples_per_row(reg["mixture"], mconfig)
   steps_per_epoch = total / per_step
   out = ml_collections.ConfigDict(mconfig.to_dict())
-  out.train.num_steps = max(1, int(np.ceil(mconfig.epochs * steps_per_epoch)))
+  out.train.num_steps = max(1, int(mconfig.train.min_steps),
+                            int(np.ceil(mconfig.epochs * steps_per_epoch)))
   every = float(mconfig.validation.every_epochs)
   if every > 0 and not validated_tasks(ctx, mconfig):
     common.log(f"{mconfig.name}: no validation events, so no validation: the last checkpoint "
                "is evaluated")
   elif every > 0:
     t = out.train
-    t.eval_every = max(1, int(np.ceil(every * steps_per_epoch)))
+    t.eval_every = max(1, int(mconfig.validation.min_every_steps),
+                       int(np.ceil(every * steps_per_epoch)))
     t.checkpoint_every = t.eval_every
     t.best_metric, t.best_mode = "val_" + str(mconfig.eval.best_metric), "max"
     t.keep_best = max(1, int(t.keep_best))

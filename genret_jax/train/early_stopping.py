@@ -30,11 +30,14 @@ class ValidationHistory:
     patience: stop after this many evaluations in a row without a better
       metric (train.patience); 0 = never.
     resumed_from: the step the run restarts at (0 for a fresh run).
+    min_steps: never stop before this step (train.min_steps).
   """
 
-  def __init__(self, workdir: str, metric: str, mode: str, patience: int, resumed_from: int):
+  def __init__(self, workdir: str, metric: str, mode: str, patience: int, resumed_from: int,
+               min_steps: int = 0):
     self.path = os.path.join(workdir, FILENAME)
     self.metric, self.mode, self.patience = metric, mode, int(patience)
+    self.min_steps = int(min_steps)
     self.evals: list[dict[str, float]] = []
     self.stopped_at: int | None = None
     saved = read(workdir)
@@ -64,8 +67,9 @@ class ValidationHistory:
     return out
 
   def should_stop(self) -> bool:
-    """True when the last `patience` evaluations all came after the best one."""
-    if not self.patience or not self.evals:
+    """True when the last `patience` evaluations all came after the best one (and the
+    last is at `min_steps` or later)."""
+    if not self.patience or not self.evals or self.evals[-1]["step"] < self.min_steps:
       return False
     best_step = self.best()["step"]
     return sum(e["step"] > best_step for e in self.evals) >= self.patience

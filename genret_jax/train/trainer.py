@@ -44,7 +44,7 @@ def validate(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
     if int(cfg[key]) < 1:
       raise ConfigError(f"train.{key}", f"must be >= 1, got {cfg[key]}")
   for key in ("checkpoint_every", "eval_every", "eval_batches", "keep_best", "input_shards",
-              "patience"):
+              "patience", "min_steps"):
     if int(cfg[key]) < 0:
       raise ConfigError(f"train.{key}", f"must be >= 0, got {cfg[key]}")
   if cfg.batch_size % cfg.grad_accum_steps:
@@ -176,7 +176,8 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
       to TensorBoard, the log and <workdir>/validation.json; `train.best_metric`
       ranks them (`train.keep_best` keeps the best checkpoints) and with
       `train.patience` > 0 training stops after that many evaluations without a
-      better one (early stopping; a rerun of a stopped run trains no further).
+      better one, at `train.min_steps` at the earliest (early stopping; a rerun of
+      a stopped run trains no further).
   Returns:
     {"first_step", "last_step", "first_loss", "last_loss", "resumed_from",
      "history": {metric: float32[steps run]} for steps first..last,
@@ -215,7 +216,7 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
                         f"step {int(state.step)}, input position {saved['batches_consumed']}")
   start = resumed_from or 0
   tracker = early_stopping.ValidationHistory(workdir, cfg.best_metric, cfg.best_mode,
-                                             int(cfg.patience), start)
+                                             int(cfg.patience), start, int(cfg.min_steps))
   if tracker.stopped_at is not None and tracker.stopped_at == start:
     num_steps = start          # stopped early before: nothing left to run
 
