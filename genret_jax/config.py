@@ -37,7 +37,6 @@ from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError
 from genret_jax.ids import config as ids_config
 from genret_jax.model import config as model_config
-from genret_jax.pipeline.validation import validation_config, validate_config
 from genret_jax.tasks import config as tasks_config
 from genret_jax.train import config as train_config
 
@@ -79,6 +78,17 @@ def analysis_config() -> ml_collections.ConfigDict:
   c.h2_k = 10                 # neighbours per item compared by H2
   c.tsne_items = 1000         # items in the H2 t-SNE plot
   c.tsne_iter = 1000          # t-SNE optimisation steps (>= 250)
+  return c
+
+
+def validation_config() -> ml_collections.ConfigDict:
+  """Validation retrieval during training (genret_jax.pipeline.validation)."""
+  c = ml_collections.ConfigDict()
+  c.every_epochs = 1.0        # validation retrieval every this many epochs (needs `epochs`
+                              # > 0); 0 = off (train.num_steps / the last checkpoint)
+  c.max_queries = 500         # validation events per task decoded each time (a seeded
+                              # subset, eval.queries_seed); 0 = all
+  c.min_every_steps = 20      # validations at least this many steps apart (small data)
   return c
 
 
@@ -198,7 +208,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   analyze.names(config)
   if config.epochs < 0:
     raise ConfigError("epochs", f"must be >= 0, got {config.epochs}")
-  validate_config(config)
+  v = config.validation
+  if not v.every_epochs >= 0:
+    raise ConfigError("validation.every_epochs", f"must be >= 0, got {v.every_epochs}")
+  for key in ("max_queries", "min_every_steps"):
+    if int(v[key]) < 0:
+      raise ConfigError(f"validation.{key}", f"must be >= 0, got {v[key]}")
   decoding_config.validate(config.decode, config.eval)
   t = config.table
   if t.kind not in ("", "table", "sweep"):

@@ -413,7 +413,7 @@ def test_config_block_builds_the_network_config():
   from genret_jax.model import config as model_config
   block = model_config.default_config()
   cfg = builder.t5_config_from_block(block, 1000)
-  assert cfg == network.t5_config("tiny", 1000, dropout_rate=0.1)
+  assert cfg == network.t5_config("tiny", 1000, dropout_rate=0.0)
   assert cfg.attention_dropout_bits == 16
   block.size, block.dtype, block.logits_via_embedding = "small", "bfloat16", True
   cfg = builder.t5_config_from_block(block, 1000)
@@ -483,7 +483,7 @@ def test_dimension_keys_override_the_size_exactly(overrides):
   cfg = builder.t5_config_from_block(block, VOCAB)
   dims = {**TINY_DIMS, **overrides}
   assert {k: getattr(cfg, k) for k in dims} == dims
-  assert cfg == network.t5_config("tiny", VOCAB, dropout_rate=0.1, **overrides)
+  assert cfg == network.t5_config("tiny", VOCAB, dropout_rate=0.0, **overrides)
   assert _param_shapes(cfg) == _expected_shapes(256, **dims)
 
 

@@ -32,25 +32,6 @@ from genret_jax.pipeline import common
 from genret_jax.train import input_pipeline, trainer
 
 
-def validation_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.every_epochs = 1.0        # validation retrieval every this many epochs (needs `epochs`
-                              # > 0); 0 = off (train.num_steps / the last checkpoint)
-  c.max_queries = 500         # validation events per task decoded each time (a seeded
-                              # subset, eval.queries_seed); 0 = all
-  c.min_every_steps = 20      # validations at least this many steps apart (small data)
-  return c
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  v = config.validation
-  if not v.every_epochs >= 0:
-    raise ConfigError("validation.every_epochs", f"must be >= 0, got {v.every_epochs}")
-  for key in ("max_queries", "min_every_steps"):
-    if int(v[key]) < 0:
-      raise ConfigError(f"validation.{key}", f"must be >= 0, got {v[key]}")
-
-
 def eval_arrays(task_name: str, config: ml_collections.ConfigDict, split: str
                 ) -> dict[str, np.ndarray]:
   """The eval examples of one task as arrays: inputs int32[N, S] (0-padded),
