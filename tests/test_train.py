@@ -356,6 +356,12 @@ def test_validation_history_ranks_and_stops(tmp_path):
   for step in range(1, 6):
     never.add(step, {"val_r": 1.0 / step})
   assert not never.should_stop()
+  slow = early_stopping.ValidationHistory(str(tmp_path / "z"), "val_r", "max", 2, 0,
+                                          min_delta=0.01)
+  for step, v in ((10, 0.5), (20, 0.505), (30, 0.509), (40, 0.52)):
+    slow.add(step, {"val_r": v})
+    assert slow.should_stop() == (step == 30)     # +0.005, +0.009: below min_delta
+  assert slow.best()["step"] == 40
   late = early_stopping.ValidationHistory(str(tmp_path / "y"), "val_r", "max", 1, 0,
                                           min_steps=30)
   for step, v in ((10, 0.5), (20, 0.1), (30, 0.1)):

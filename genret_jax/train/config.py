@@ -48,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.best_mode = "min"         # min | max
   c.patience = 3              # with eval_every: stop after this many evaluations without
                               # a better best_metric (early stopping); 0 = never
+  c.min_delta = 0.005         # a gain of at most this does not restart the patience count
   c.min_steps = 300           # early stopping never stops before this step (and the
                               # pipeline's epochs never train fewer steps): a model first
                               # sits at chance for tens of steps, however few per epoch

@@ -31,13 +31,16 @@ class ValidationHistory:
       metric (train.patience); 0 = never.
     resumed_from: the step the run restarts at (0 for a fresh run).
     min_steps: never stop before this step (train.min_steps).
+    min_delta: an evaluation restarts the patience count only when it beats the
+      last one that did by more than this (train.min_delta), as Keras'
+      EarlyStopping; the best checkpoint is still the best value.
   """
 
   def __init__(self, workdir: str, metric: str, mode: str, patience: int, resumed_from: int,
-               min_steps: int = 0):
+               min_steps: int = 0, min_delta: float = 0.0):
     self.path = os.path.join(workdir, FILENAME)
     self.metric, self.mode, self.patience = metric, mode, int(patience)
-    self.min_steps = int(min_steps)
+    self.min_steps, self.min_delta = int(min_steps), float(min_delta)
     self.evals: list[dict[str, float]] = []
     self.stopped_at: int | None = None
     saved = read(workdir)
@@ -67,12 +70,18 @@ class ValidationHistory:
     return out
 
   def should_stop(self) -> bool:
-    """True when the last `patience` evaluations all came after the best one (and the
-    last is at `min_steps` or later)."""
+    """True when the last `patience` evaluations all came after the last one that
+    improved by more than `min_delta` (and the last is at `min_steps` or later)."""
     if not self.patience or not self.evals or self.evals[-1]["step"] < self.min_steps:
       return False
-    best_step = self.best()["step"]
-    return sum(e["step"] > best_step for e in self.evals) >= self.patience
+    sign = 1.0 if self.mode == "max" else -1.0
+    reference, since = None, 0
+    for e in self.evals:
+      if reference is None or sign * (e[self.metric] - reference) > self.min_delta:
+        reference, since = e[self.metric], 0
+      else:
+        since += 1
+    return since >= self.patience
 
   def save(self) -> None:
     if jax.process_index() != 0:

@@ -58,6 +58,8 @@ def validate(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   if cfg.keep_best and not cfg.eval_every:
     raise ConfigError("train.keep_best", "needs train.eval_every > 0 (the metric comes from "
                       "periodic evaluation)")
+  if not cfg.min_delta >= 0:
+    raise ConfigError("train.min_delta", f"must be >= 0, got {cfg.min_delta}")
   if cfg.z_loss < 0 or not 0 <= cfg.label_smoothing < 1:
     raise ConfigError("train.z_loss" if cfg.z_loss < 0 else "train.label_smoothing",
                       "out of range")
@@ -216,7 +218,8 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
                         f"step {int(state.step)}, input position {saved['batches_consumed']}")
   start = resumed_from or 0
   tracker = early_stopping.ValidationHistory(workdir, cfg.best_metric, cfg.best_mode,
-                                             int(cfg.patience), start, int(cfg.min_steps))
+                                             int(cfg.patience), start, int(cfg.min_steps),
+                                             float(cfg.min_delta))
   if tracker.stopped_at is not None and tracker.stopped_at == start:
     num_steps = start          # stopped early before: nothing left to run
 
@@ -286,9 +289,9 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
         if stop:
           tracker.stopped_at = step
           best = tracker.best()
-          logger.message(f"early stopping at step {step}: no better {cfg.best_metric} in "
-                         f"{cfg.patience} evaluations since step {best['step']} "
-                         f"({best[cfg.best_metric]:.4f})")
+          logger.message(f"early stopping at step {step}: {cfg.best_metric} gained at most "
+                         f"{cfg.min_delta} in the last {cfg.patience} evaluations; best "
+                         f"{best[cfg.best_metric]:.4f} at step {best['step']}")
         tracker.save()
       if stop:
         num_steps = step
