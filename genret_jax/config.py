@@ -61,7 +61,8 @@ SCALES: dict[str, dict[str, object]] = {
     },
     "cpu": {},
     "paper": {
-        "model.size": "base", "tasks.prompt_style": "full", "model.dropout_rate": 0.1,
+        "model.size": "base", "tasks.prompt_style": "full", "tasks.history_separator": "; ",
+        "model.dropout_rate": 0.1,
         "train.learning_rate": 1e-3, "train.schedule": "cosine", "epochs": 5.0, "train.batch_size": 128,
         "train.checkpoint_every": 1000, "train.log_every": 100,
         "decode.beam_size": 30, "decode.num_groups": 30,

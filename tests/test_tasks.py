@@ -25,6 +25,7 @@ def tiny_config():
   s.num_users, s.num_items, s.num_clusters, s.events_per_user = 40, 200, 10, 12
   c.data.max_history = 5
   c.vocab.sp_vocab_size = 400
+  c.tasks.history_separator = "; "     # the reference Parser splits histories on it
   return c
 
 
@@ -512,7 +513,7 @@ def _train_stream(task, seed, shard_info=None):
 def test_every_epoch_is_the_whole_training_set_in_a_fresh_seeded_order(sim):
   """Records are written in (user, time) order; a run's first batches must still
   draw from the whole user range, each epoch must be exactly the training set, and
-  shards must partition it (ShuffledSource)."""
+  shards must partition it (EpochShuffledTask over a FilteredSource)."""
   config, workdir = sim
   reg = register(config, workdir, atomic_ids(200))
   task = seqio.get_mixture_or_task(reg["tasks"]["rec"])
@@ -552,3 +553,22 @@ def test_prompt_style_sets_every_template_and_a_prompt_key_overrides_it(style):
       k: v for k, v in tasks_config.PROMPT_STYLES[style].items() if k != "search"}
   for kind, template in templates.items():      # every style is a valid template set
     assert formatting.REQUIRED_FIELDS[kind] <= set(formatting.template_fields(template))
+
+
+def test_default_history_is_the_prefix_and_bare_ids(sim):
+  """cpu default: short prompt, no separator (IDs delimit themselves)."""
+  config, workdir = sim
+  c = tiny_config()
+  c.tasks.history_separator = get_base_config().tasks.history_separator
+  assert c.tasks.history_separator == "" and c.tasks.prompt_style == "short"
+  reg = register(c, workdir, atomic_ids(200))
+  vocab = reg["vocabulary"]
+  ds = seqio.get_mixture_or_task(reg["tasks"]["rec"]).get_dataset(LONG, split="test",
+                                                                  shuffle=False)
+  lengths = []
+  for ex in ds.take(20).as_numpy_iterator():
+    text = vocab.decode(ex["inputs"])
+    assert re.fullmatch(r"recommend: (?:<[a-z0-9]+_\d+>)+", text), text
+    lengths.append((len(ex["inputs"]), int(ex["history_length"])))
+  prefix = len(vocab.encode("recommend: "))
+  assert all(n == prefix + h + 1 for n, h in lengths)    # one token per atomic ID, EOS

@@ -75,7 +75,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.mixture = "joint"         # rec_only | search_only | joint | gensar
   c.max_input_length = 128    # tokens; the oldest history elements are dropped to fit
   c.max_target_length = 16    # tokens; with packing, room for 8 atomic-ID targets per row
-  c.history_separator = "; "  # between history elements
+  c.history_separator = ""    # between history elements; paper scale: "; " (GenSAR's).
+                              # Atomic / semantic IDs delimit themselves: "; " made rec
+                              # inputs 27 instead of 16 tokens (4.0 vs 7.1 per packed row)
   c.prompt_style = "short"    # full | short | none (PROMPT_STYLES); paper scale: full
   # Per-kind template overriding the style's; '' = the style's.
   c.prompts = ml_collections.ConfigDict({k: "" for k in TASK_KINDS})

@@ -103,27 +103,19 @@ def _name_prefix(manifest: dict, config, ids: ItemIdentifiers) -> str:
   return f"genret_{manifest['content_hash'][:10]}_{ids.scheme}_{h.hexdigest()[:8]}"
 
 
-# A source shard of at most this many examples is kept in memory after its first
-# pass and shuffled whole; a larger one is re-read every epoch (files in a new
-# order) through a shuffle buffer of this many examples.
+# A task shard of at most this many examples is kept in memory, formatted, after its
+# first pass and shuffled whole every epoch; a larger one is re-read and formatted
+# every epoch (files in a new order) through a shuffle buffer of this many examples.
 IN_MEMORY_EXAMPLES = 262_144
 
 
-class ShuffledSource(seqio.TFExampleDataSource):
-  """TFRecord examples, optionally filtered, in a fresh seeded order every epoch.
+class FilteredSource(seqio.TFExampleDataSource):
+  """TFRecord examples, optionally filtered; shards always partition the data.
 
-  seqio's own Task shuffle is a buffer (1,000 by default) applied after the
-  repeat; over records written in (user, time) order it shows a run a slice of
-  the users at a time. This source shuffles instead (tasks are registered with
-  `shuffle_buffer_size=None`, which seqio allows for a source that
-  `performs_internal_shuffling`): it takes its shard (by file when there are
-  enough files, else every K-th example of the unshuffled stream, so the K
-  shards always partition the data), filters it, keeps it in memory when it
-  holds at most IN_MEMORY_EXAMPLES, and shuffles it with a buffer that holds the
-  whole shard (up to IN_MEMORY_EXAMPLES) and `reshuffle_each_iteration`: every
-  epoch of a repeated stream is the whole shard in a new order, a pure function
-  of the seed (exact resume replays it).
-
+  A shard is taken by file when there are at least as many files as shards,
+  else as every K-th example of the unshuffled stream (so seeds that differ per
+  shard never make shards overlap). With `shuffle` only the file order is
+  shuffled: examples are shuffled by `EpochShuffledTask`, after formatting.
   `num_input_examples` is the filtered count.
   """
 
@@ -138,7 +130,7 @@ class ShuffledSource(seqio.TFExampleDataSource):
 
   @property
   def performs_internal_shuffling(self) -> bool:
-    return True
+    return True         # the task shuffles (EpochShuffledTask), not seqio's buffer
 
   def get_dataset(self, split: str = prepared_lib.TRAIN, shuffle: bool = True,
                   seed: int | None = None, shard_info: seqio.ShardInfo | None = None,
@@ -149,24 +141,54 @@ class ShuffledSource(seqio.TFExampleDataSource):
                              seed=seed, shard_info=shard_info if by_file else None, **kwargs)
     if shards > 1 and not by_file:
       ds = ds.shard(shards, shard_info.index)
-    if self._keep is not None:
-      ds = ds.filter(self._keep)
-    per_shard = -(-int(self.num_input_examples(split) or 0) // shards)
+    return ds if self._keep is None else ds.filter(self._keep)
+
+
+class EpochShuffledTask(seqio.Task):
+  """A Task whose shuffled stream is every epoch the whole shard in a new order.
+
+  seqio's own Task shuffle is a buffer (1,000 by default) applied after the
+  repeat; over records written in (user, time) order it shows a run a slice of
+  the users at a time. With `shuffle`, this task formats one epoch of its shard
+  (seqio's preprocessors), keeps it in memory when it holds at most
+  IN_MEMORY_EXAMPLES (so later epochs neither read nor format again), shuffles
+  it with a buffer holding the whole shard (up to IN_MEMORY_EXAMPLES) and
+  `reshuffle_each_iteration`, then repeats: a pure function of the seed, so exact
+  resume replays it. Registered with `shuffle_buffer_size=None` over a
+  `FilteredSource`. Unshuffled reads are seqio's.
+  """
+
+  def get_dataset(self, sequence_length=None, split: str = prepared_lib.TRAIN,
+                  use_cached: bool = False, shuffle: bool = True,
+                  shuffle_buffer_size: int | None = None, seed: int | None = None,
+                  shard_info: seqio.ShardInfo | None = None, num_epochs: int | None = 1,
+                  trim_output_features: bool = True, try_in_mem_cache: bool = True
+                  ) -> tf.data.Dataset:
+    if not shuffle:
+      return super().get_dataset(
+          sequence_length, split=split, use_cached=use_cached, shuffle=False, seed=seed,
+          shard_info=shard_info, num_epochs=num_epochs,
+          trim_output_features=trim_output_features, try_in_mem_cache=try_in_mem_cache)
+    ds = super().get_dataset(sequence_length, split=split, use_cached=use_cached, shuffle=True,
+                             seed=seed, shard_info=shard_info, num_epochs=1,
+                             trim_output_features=trim_output_features, try_in_mem_cache=False)
+    shards = shard_info.num_shards if shard_info else 1
+    per_shard = -(-int(self.source.num_input_examples(split) or 0) // shards)
     if 0 < per_shard <= IN_MEMORY_EXAMPLES:
       ds = ds.cache()
-    if shuffle:
-      buffer = min(max(per_shard, 1), IN_MEMORY_EXAMPLES)
-      ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    return ds
+    ds = ds.shuffle(min(max(per_shard, 1), IN_MEMORY_EXAMPLES), seed=seed,
+                    reshuffle_each_iteration=True)
+    return ds.repeat(num_epochs).prefetch(tf.data.AUTOTUNE)
 
 
 def event_source(path: str, behaviour: int, cap: int, num_input_examples: dict[str, int]
-                 ) -> ShuffledSource:
+                 ) -> FilteredSource:
   """The events of one behaviour, TRAIN events also capped per item.
 
-  VALID / TEST events have rank -1, so the cap never touches evaluation. A task
-  under IN_MEMORY_EXAMPLES (per shard) reads the event files once: later
-  epochs skip reading and parsing every event of the other behaviour.
+  VALID / TEST events have rank -1, so the cap never touches evaluation. A
+  shuffled task under IN_MEMORY_EXAMPLES (per shard) reads and formats its events
+  once (EpochShuffledTask); later epochs skip reading and parsing every event of
+  the other behaviour.
   """
   @tf.autograph.experimental.do_not_convert
   def keep(ex):
@@ -174,7 +196,7 @@ def event_source(path: str, behaviour: int, cap: int, num_input_examples: dict[s
     if cap > 0:
       ok = ok & (ex["item_rank"] < cap)
     return ok
-  return ShuffledSource(prepared_lib.split_patterns(path), prepared_lib.EVENT_FEATURES,
+  return FilteredSource(prepared_lib.split_patterns(path), prepared_lib.EVENT_FEATURES,
                         num_input_examples, keep)
 
 
@@ -233,7 +255,7 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   for name in names.values():
     seqio.TaskRegistry.remove(name)
 
-  items_source = ShuffledSource({"train": prepared_lib.items_pattern(path)},
+  items_source = FilteredSource({"train": prepared_lib.items_pattern(path)},
                                 prepared_lib.ITEM_FEATURES, {"train": num_items})
   cap = int(t.cap_per_item)
   counts = _example_counts(path, manifest, config)
@@ -243,16 +265,16 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
              for split in prepared_lib.SPLIT_NAMES}
     sizes[prepared_lib.TRAIN] = counts[kind]
     source = event_source(path, behaviour, cap if t.cap_behaviour == name else 0, sizes)
-    seqio.TaskRegistry.add(
+    seqio.TaskRegistry.add_provider(names[kind], EpochShuffledTask(
         names[kind], source=source, output_features=output_features, shuffle_buffer_size=None,
-        preprocessors=[_mapper(fmt.event_fn, kind), seqio.preprocessors.append_eos_after_trim])
+        preprocessors=[_mapper(fmt.event_fn, kind), seqio.preprocessors.append_eos_after_trim]))
   for kind in kinds[len(EVENT_KINDS):]:
     role = "rec" if kind.endswith("_rec") else "search"
-    seqio.TaskRegistry.add(
+    seqio.TaskRegistry.add_provider(names[kind], EpochShuffledTask(
         names[kind], source=items_source, output_features=output_features,
         shuffle_buffer_size=None,
         preprocessors=[_mapper(functools.partial(fmt.item_fn, role=role), kind),
-                       seqio.preprocessors.append_eos_after_trim])
+                       seqio.preprocessors.append_eos_after_trim]))
 
   for mixture, members in MIXTURE_KINDS.items():
     rates = []

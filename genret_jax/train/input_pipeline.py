@@ -124,11 +124,7 @@ def shard_dataset(name: str, feature_lengths: Mapping[str, int], *, split: str, 
       sequence_length=dict(feature_lengths), split=split, shuffle=seed is not None,
       seed=None if seed is None else seed + shard,
       shard_info=seqio.ShardInfo(index=shard, num_shards=shards),
-      num_epochs=None if repeat else 1,
-      # The sources cache small shards themselves, before their per-epoch shuffle
-      # (genret_jax.tasks.registry.ShuffledSource); seqio's cache would come after it
-      # and replay the first epoch's order forever.
-      try_in_mem_cache=seed is None)
+      num_epochs=None if repeat else 1)
   converter = seqio.EncDecFeatureConverter(pack=pack)
   ds = converter(ds, dict(feature_lengths))
   ds = ds.batch(rows, drop_remainder=drop_remainder)
