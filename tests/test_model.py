@@ -183,7 +183,7 @@ def test_decoder_is_causal_and_padding_is_masked(tiny):
   changed = dec_in.copy()
   changed[:, 3] = (changed[:, 3] + 7) % VOCAB + 1
   out = tiny(enc, changed, targets)
-  np.testing.assert_allclose(out[:, :3], base[:, :3], atol=1e-5)
+  np.testing.assert_allclose(out[:, :3], base[:, :3], rtol=1e-5, atol=1e-5)
   assert np.abs(out[:, 3:] - base[:, 3:]).max() > 1e-3
   # Padded target positions (target 0): their input tokens are invisible.
   padded_t = targets.copy()
@@ -192,7 +192,7 @@ def test_decoder_is_causal_and_padding_is_masked(tiny):
   padded_in[:, 5:] = 123
   out = tiny(enc, padded_in, padded_t)
   ref = tiny(enc, dec_in, padded_t)
-  np.testing.assert_allclose(out[:, :4], ref[:, :4], atol=1e-5)
+  np.testing.assert_allclose(out[:, :4], ref[:, :4], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("with_positions", [False, True])
@@ -248,7 +248,7 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
   # The whole loop is one jitted scan: no host round trip per token.
   scan = jax.jit(lambda c, toks: jax.lax.scan(step, c, toks))
   final, stepped = scan(cache, jnp.transpose(dec_in)[:, :, None])
-  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, atol=1e-5)
+  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, rtol=1e-5, atol=1e-5)
   assert int(final["decoder"]["layers_1"]["self_attention"]["cache_index"]) == T
 
   # With params, the cache also holds the projected encoder keys/values.
@@ -262,7 +262,7 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
   np.testing.assert_array_equal(
       np.asarray(filled["decoder"]["layers_1"]["self_attention"]["cached_key"]), 0)
   final, stepped = scan(filled, jnp.transpose(dec_in)[:, :, None])
-  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, atol=1e-5)
+  np.testing.assert_allclose(np.transpose(np.asarray(stepped), (1, 0, 2)), full, rtol=1e-5, atol=1e-5)
   assert jax.tree_util.tree_structure(final) == jax.tree_util.tree_structure(filled)
   with pytest.raises(ValueError, match="also needs encoded"):
     network.init_cache(model, B, T, S, params=params)
@@ -300,7 +300,7 @@ def test_beams_share_projected_cross_kv(tiny):
 
   got = jax.jit(run)(shared, encoded, enc)
   want = jax.jit(run)(repeated, rep_encoded, rep_enc)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match="not a multiple of beams"):
     network.init_cache(model, B * k + 1, T, S, params=params, encoded=encoded,
                        encoder_input_tokens=enc, beams=k)
@@ -331,7 +331,7 @@ def test_cache_take_reorders_sequences(tiny):
   _, got = run(moved, encoded3, enc3, last[order])
   full_cache, _ = run(network.init_cache(model, 3, T, S), encoded3, enc3, prefix[order])
   _, want = run(full_cache, encoded3, enc3, last[order])
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bits", [16, 32])
@@ -404,7 +404,7 @@ def test_tied_head_scales_by_inverse_sqrt_dim():
   logits, state = run(params)
   hidden = state["intermediates"]["decoder"]["decoder_norm"]["__call__"][0]
   expected = hidden @ params["token_embedder"]["embedding"].T / np.sqrt(cfg.emb_dim)
-  np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
 def test_config_block_builds_the_network_config():

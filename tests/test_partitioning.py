@@ -117,7 +117,7 @@ def test_sharded_init_equals_unsharded_and_follows_rules():
   assert logits.sharding.spec == P("data", None, "model")
   reference_logits = jax.jit(lambda p: model.apply({"params": p}, *args,
                                                   enable_dropout=False))(reference)
-  np.testing.assert_allclose(np.asarray(logits), np.asarray(reference_logits), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(logits), np.asarray(reference_logits), rtol=1e-5, atol=1e-5)
 
 
 def test_indivisible_parameter_is_a_config_error():

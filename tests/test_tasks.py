@@ -572,3 +572,26 @@ def test_default_history_is_the_prefix_and_bare_ids(sim):
     lengths.append((len(ex["inputs"]), int(ex["history_length"])))
   prefix = len(vocab.encode("recommend: "))
   assert all(n == prefix + h + 1 for n, h in lengths)    # one token per atomic ID, EOS
+
+
+def test_a_dataset_without_search_events_registers_and_search_models_fail_clearly(tmp_path):
+  """rec-only data: the rec tasks register (no query table to build), a search model
+  is a one-line ConfigError naming what to do."""
+  from tests import known_answer  # pylint: disable=g-import-not-at-top
+  data = tmp_path / "data"
+  known_answer.write(str(data), num_items=200, num_users=30, search_per_user=0)
+  c = tiny_config()
+  c.data.source, c.data.path = "generic", str(data)
+  workdir = str(tmp_path / "w")
+  prepare.prepare(c, workdir)
+  c.tasks.mixture = "rec_only"
+  reg = register(c, workdir, atomic_ids(200))
+  assert reg["example_counts"]["rec"] > 0 and reg["example_counts"]["search"] == 0
+  ex = next(seqio.get_mixture_or_task(reg["mixture"]).get_dataset(
+      LONG, split="train", shuffle=True, seed=0, num_epochs=None).as_numpy_iterator())
+  assert len(ex["targets"]) == 2
+  c.tasks.mixture = "search_only"
+  with pytest.raises(ConfigError, match=r"config.tasks.mixture: search_only: the prepared "
+                     r"dataset has no training examples for any of its tasks \(search\).*"
+                     r"configs/rec.py"):
+    register(c, workdir, atomic_ids(200))

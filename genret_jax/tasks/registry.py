@@ -288,7 +288,9 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
       seqio.MixtureRegistry.add(mixture_names[mixture], rates)
     elif mixture == t.mixture:
       raise ConfigError("tasks.mixture", f"{mixture}: the prepared dataset has no training "
-                        "examples for any of its tasks, or every task's rate is 0")
+                        f"examples for any of its tasks ({', '.join(members)}), or every "
+                        "task's rate is 0; leave this model out of --config.models (a "
+                        "rec-only dataset: configs/rec.py; search-only: configs/search.py)")
   return {
       "mixture": mixture_names[t.mixture], "mixtures": mixture_names, "tasks": names,
       "eval_tasks": {b: names[k] for b, k in EVAL_KINDS[t.mixture].items()},
