@@ -24,7 +24,7 @@ def test_all_config_files_listed():
       "configs/joint.py", "configs/rec.py", "configs/search.py", "configs/gensar.py",
       "configs/tiger.py", "configs/paper/penha.py", "configs/paper/sweep_s1.py",
       "configs/paper/sweep_s2.py", "configs/paper/sweep_s3.py", "configs/paper/cap.py",
-      "configs/paper/gensar.py", "configs/paper/tiger.py"}
+      "configs/paper/gensar.py", "configs/paper/tiger.py", "configs/sweeps/recipe.py"}
 
 
 @pytest.mark.parametrize("rel", CONFIG_FILES)
