@@ -5,8 +5,9 @@ r"""Training throughput of the input formats: prompt style x target length, real
 On the built-in simulator at cpu scale (the default job's data), for the rec
 (Gen_R) and search (Gen_S) tasks, each variant trains the cpu-scale tiny T5 with
 its real packed batches (128 input tokens, batch 64 rows): the full English
-prompt with 8 target tokens (the recipe before issue 14), the short task prefix
-with 16 target tokens (the current default), and no prompt. Shorter inputs and
+prompt with "; " between history elements and 8 target tokens (the recipe before
+issue 14), the short task prefix with no separator and 16 target tokens (the
+current default), and no prompt. Shorter inputs and
 more target room put more examples in a packed row, so examples/s rises at the
 same step time. Variants alternate in `--rounds` rounds of `--steps` steps after
 `--warmup` untimed steps (compilation there); the median round is reported, with
@@ -38,8 +39,9 @@ _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; the median is r
 
 # name -> config overrides (dotted keys).
 VARIANTS = {
-    "full prompt, 8 targets (before)": {"tasks.prompt_style": "full",
-                                        "tasks.max_target_length": 8},
+    "full prompt, '; ', 8 targets (before)": {"tasks.prompt_style": "full",
+                                              "tasks.history_separator": "; ",
+                                              "tasks.max_target_length": 8},
     "short prompt, 16 targets (default)": {},
     "no prompt, 16 targets": {"tasks.prompt_style": "none"},
 }
