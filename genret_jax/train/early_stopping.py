@@ -49,9 +49,6 @@ class ValidationHistory:
       stopped = saved.get("stopped_at")
       self.stopped_at = stopped if stopped is not None and stopped <= resumed_from else None
 
-  def _better(self, a: float, b: float) -> bool:
-    return a > b if self.mode == "max" else a < b
-
   def add(self, step: int, metrics: Mapping[str, float]) -> None:
     if self.metric not in metrics:
       raise ConfigError("train.best_metric", f"{self.metric!r} is not one of the evaluation's "
@@ -60,14 +57,7 @@ class ValidationHistory:
 
   def best(self, steps: Iterable[int] | None = None) -> dict[str, float] | None:
     """The best evaluation (the earliest on ties), among `steps` when given."""
-    allowed = None if steps is None else set(steps)
-    out = None
-    for e in self.evals:
-      if allowed is not None and e["step"] not in allowed:
-        continue
-      if out is None or self._better(e[self.metric], out[self.metric]):
-        out = e
-    return out
+    return _best(self.evals, self.metric, self.mode, steps)
 
   def should_stop(self) -> bool:
     """True when the last `patience` evaluations all came after the last one that
@@ -108,7 +98,19 @@ def best_step(workdir: str, steps: Iterable[int]) -> int | None:
   saved = read(workdir)
   if not saved or not saved["evals"]:
     return None
-  history = ValidationHistory.__new__(ValidationHistory)
-  history.metric, history.mode, history.evals = saved["metric"], saved["mode"], saved["evals"]
-  best = history.best(steps)
+  best = _best(saved["evals"], saved["metric"], saved["mode"], steps)
   return None if best is None else int(best["step"])
+
+
+def _best(evals: list[dict[str, float]], metric: str, mode: str,
+          steps: Iterable[int] | None) -> dict[str, float] | None:
+  """The best of `evals` by `metric` (the earliest on ties), among `steps` when given."""
+  allowed = None if steps is None else set(steps)
+  sign = 1.0 if mode == "max" else -1.0
+  out = None
+  for e in evals:
+    if allowed is not None and e["step"] not in allowed:
+      continue
+    if out is None or sign * (e[metric] - out[metric]) > 0:
+      out = e
+  return out
