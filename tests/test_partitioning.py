@@ -3,6 +3,7 @@
 import jax
 import ml_collections
 import numpy as np
+import optax
 import pytest
 from flax import linen as nn
 from jax.sharding import PartitionSpec as P
@@ -10,6 +11,7 @@ from jax.sharding import PartitionSpec as P
 from genret_jax.errors import ConfigError
 from genret_jax.model import config as model_config
 from genret_jax.model import network, partitioning
+from genret_jax.train import state as state_lib
 
 
 def _mesh_config(data, model):
@@ -73,25 +75,36 @@ def _inputs():
   return tokens, tokens[:, :4], tokens[:, :4]
 
 
+def _abstract_params(model):
+  return jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), *_inputs(),
+                                           enable_dropout=False))["params"]
+
+
 @pytest.mark.slow  # two RNG-heavy init compilations: ~15 s on an idle 2-core CPU
-def test_sharded_init_equals_unsharded_and_follows_rules():
+def test_sharded_init_equals_one_device_and_follows_rules():
   # One layer each way keeps the two init compilations (RNG-heavy) short.
   model = network.Transformer(network.t5_config("tiny", 300, num_encoder_layers=1,
                                                 num_decoder_layers=1))
   mesh = partitioning.make_mesh(_mesh_config(2, 4))
+  one = partitioning.make_mesh(_mesh_config(1, 1), devices=jax.devices()[:1])
   args = _inputs()
-  rng = jax.random.PRNGKey(42)
-  sharded = partitioning.sharded_init(model, rng, mesh, *args, enable_dropout=False)
-  reference = jax.jit(lambda r: nn.unbox(
-      model.init(r, *args, enable_dropout=False)["params"]))(rng)
+  tx = optax.sgd(0.1)
+  rules = partitioning.LOGICAL_AXIS_RULES
+
+  def init(m):
+    _, shardings = state_lib.state_shardings(model, tx, m, rules, 6, 4)
+    return state_lib.init_train_state(model, tx, 42, shardings, 6, 4).params, shardings
+
+  sharded, shardings = init(mesh)
+  reference, _ = init(one)
   assert jax.tree_util.tree_structure(sharded) == jax.tree_util.tree_structure(reference)
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a),
                                                                     np.asarray(b)),
                          sharded, reference)
 
-  shardings = partitioning.params_shardings(model, mesh, args, {"enable_dropout": False})
   got = jax.tree_util.tree_map(lambda x: x.sharding, sharded)
-  assert got == shardings
+  assert got == shardings.params
+  assert got == partitioning.params_shardings(_abstract_params(model), mesh, rules)
   expected = {
       "token_embedder/embedding": P("model", None),                        # vocab
       "encoder/layers_0/attention/query/kernel": P(None, "model", None),   # heads
@@ -126,24 +139,51 @@ def test_indivisible_parameter_is_a_config_error():
   with pytest.raises(ConfigError, match="config.mesh.model: parameter "
                      "decoder/layers_0/encoder_decoder_attention/key/kernel dim 1 has size 2, "
                      "not divisible by the mesh axis size 4"):
-    partitioning.params_shardings(model, mesh, _inputs(), {"enable_dropout": False})
+    partitioning.params_shardings(_abstract_params(model), mesh)
 
 
-def test_params_logical_specs_cover_every_parameter():
+def test_logical_specs_cover_every_parameter():
   model = network.Transformer(network.t5_config("tiny", 300))
-  specs = partitioning.params_logical_specs(model, _inputs(), {"enable_dropout": False})
-  shapes = nn.unbox(jax.eval_shape(lambda: model.init(
-      jax.random.PRNGKey(0), *_inputs(), enable_dropout=False))["params"])
+  abstract = _abstract_params(model)
+  specs = nn.get_partition_spec(abstract)
+  shapes = nn.unbox(abstract)
   is_spec = lambda x: isinstance(x, P)  # noqa: E731
   assert jax.tree_util.tree_structure(specs, is_leaf=is_spec) == \
       jax.tree_util.tree_structure(shapes)
   # 1 embedding; encoder 2 x 9 + relpos + norm; decoder 2 x 14 + relpos + norm + head.
   assert len(jax.tree_util.tree_leaves(shapes)) == 1 + (2 * 9 + 2) + (2 * 14 + 3)
-  known = {name for name, _ in partitioning.LOGICAL_AXIS_RULES}
+  known = set(model_config.LOGICAL_AXES)
+  assert {name for name, _ in partitioning.LOGICAL_AXIS_RULES} == known
 
   def check(spec, shape):
     assert len(spec) == len(shape.shape) and set(spec) <= known
   jax.tree_util.tree_map(check, specs, shapes, is_leaf=is_spec)
+
+
+def test_rules_come_from_the_mesh_config():
+  c = _mesh_config(2, 4)
+  assert partitioning.logical_axis_rules(c) == partitioning.LOGICAL_AXIS_RULES
+  c.logical_axis_rules = (("vocab", None),) + partitioning.LOGICAL_AXIS_RULES
+  rules = partitioning.logical_axis_rules(c)
+  model = network.Transformer(network.t5_config("tiny", 300))
+  shardings = partitioning.params_shardings(_abstract_params(model),
+                                            partitioning.make_mesh(c), rules)
+  assert shardings["token_embedder"]["embedding"].spec == P(None, None)   # vocab replicated
+  assert shardings["decoder"]["layers_0"]["mlp"]["wo"]["kernel"].spec == P("model", None)
+
+
+@pytest.mark.parametrize("rules,message", [
+    ((), "must be a non-empty sequence of"),
+    (("batch", "data"), "'batch' is not a \\(logical axis, mesh axis\\) pair"),
+    ((("batch", "data", "x"),), "\\('batch', 'data', 'x'\\) is not a \\(logical axis"),
+    ((("btach", "data"),), "'btach' is not a logical axis of the model"),
+    ((("batch", "pipe"),), "'batch' maps to 'pipe', not one of data, model or None"),
+])
+def test_bad_rules_are_config_errors(rules, message):
+  c = _mesh_config(-1, 1)
+  c.logical_axis_rules = rules
+  with pytest.raises(ConfigError, match=f"config.mesh.logical_axis_rules: {message}"):
+    partitioning.make_mesh(c)
 
 
 def test_cpu_compiler_options_keep_batch_reductions_out_of_ynnpack():

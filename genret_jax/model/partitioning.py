@@ -2,9 +2,14 @@
 
 The mesh has two axes: 'data' (batch parallelism) and 'model' (tensor
 parallelism over heads / mlp / vocab). Parameters and activations carry
-logical axis names (see genret_jax.model.layers); LOGICAL_AXIS_RULES maps them
+logical axis names (see genret_jax.model.layers); the rules of the `mesh`
+config block (`mesh.logical_axis_rules`, default LOGICAL_AXIS_RULES) map them
 onto mesh axes. The same code runs on 1 device (a 1x1 mesh), 8 fake CPU
 devices, or many hosts: only the mesh config changes.
+
+Shardings of parameters are built one way, `params_shardings` (from the
+abstract parameter tree); `genret_jax.train.state` derives the whole
+TrainState's from it.
 """
 
 from __future__ import annotations
@@ -19,21 +24,16 @@ from flax import linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from genret_jax.errors import ConfigError
+from genret_jax.model import config as model_config
 
-MESH_AXES = ("data", "model")
+MESH_AXES = model_config.MESH_AXES
+LOGICAL_AXIS_RULES = model_config.LOGICAL_AXIS_RULES
+Rules = Sequence[tuple[str, str | None]]
 
-# (logical axis, mesh axis or None), in order of precedence (T5X's standard rules).
-LOGICAL_AXIS_RULES: tuple[tuple[str, str | None], ...] = (
-    ("batch", "data"),
-    ("vocab", "model"),
-    ("mlp", "model"),
-    ("heads", "model"),
-    ("joined_kv", "model"),
-    ("kv", None),
-    ("embed", None),
-    ("length", None),
-    ("relpos_buckets", None),
-)
+
+def logical_axis_rules(mesh_config: Any) -> tuple[tuple[str, str | None], ...]:
+  """The validated rules of a `mesh` config block (see model.config.logical_axis_rules)."""
+  return model_config.logical_axis_rules(mesh_config)
 
 
 def mesh_shape(mesh_config: Any, num_devices: int) -> tuple[int, int]:
@@ -69,19 +69,20 @@ def make_mesh(mesh_config: Any, devices: Sequence[jax.Device] | None = None) -> 
   """A ('data', 'model') mesh over `devices` (default: all global devices)."""
   devices = list(jax.devices() if devices is None else devices)
   shape = mesh_shape(mesh_config, len(devices))
+  logical_axis_rules(mesh_config)   # a bad rule fails here, before any work
   auto = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
   return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
 def logical_to_mesh_shardings(logical_spec_tree: Any, mesh: Mesh,
-                              rules: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES
+                              rules: Rules = LOGICAL_AXIS_RULES
                               ) -> Any:
   """A tree of logical PartitionSpecs -> the same tree of NamedShardings on `mesh`."""
   return nn.logical_to_mesh_sharding(logical_spec_tree, mesh, tuple(rules))
 
 
 @contextlib.contextmanager
-def axis_rules(mesh: Mesh, rules: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES
+def axis_rules(mesh: Mesh, rules: Rules = LOGICAL_AXIS_RULES
                ) -> Iterator[None]:
   """Context in which `nn.with_logical_constraint` on activations takes effect.
 
@@ -91,27 +92,23 @@ def axis_rules(mesh: Mesh, rules: Sequence[tuple[str, str | None]] = LOGICAL_AXI
     yield
 
 
-def _abstract_variables(module: nn.Module, init_args: Sequence[Any],
-                        init_kwargs: dict[str, Any] | None) -> Any:
-  init_kwargs = dict(init_kwargs or {})
-  return jax.eval_shape(
-      lambda: module.init(jax.random.PRNGKey(0), *init_args, **init_kwargs))
+def params_shardings(abstract_params: Any, mesh: Mesh, rules: Rules = LOGICAL_AXIS_RULES
+                     ) -> Any:
+  """NamedShardings of a parameter tree from its logical axis names.
 
-
-def params_logical_specs(module: nn.Module, init_args: Sequence[Any],
-                         init_kwargs: dict[str, Any] | None = None) -> Any:
-  """The logical PartitionSpec of every parameter (no parameter is computed)."""
-  return nn.get_partition_spec(_abstract_variables(module, init_args, init_kwargs)["params"])
-
-
-def params_shardings(module: nn.Module, mesh: Mesh, init_args: Sequence[Any],
-                     init_kwargs: dict[str, Any] | None = None,
-                     rules: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES) -> Any:
-  """NamedShardings of the (unboxed) 'params' tree of `module.init(rng, *init_args)`."""
-  abstract = nn.unbox(_abstract_variables(module, init_args, init_kwargs)["params"])
-  shardings = logical_to_mesh_shardings(params_logical_specs(module, init_args, init_kwargs),
-                                        mesh, rules)
-  check_divisible(abstract, shardings)
+  Args:
+    abstract_params: the boxed 'params' of `module.init` (leaves
+      `nn.LogicallyPartitioned` of arrays or ShapeDtypeStructs, e.g. from
+      `jax.eval_shape`), so no parameter needs to be computed.
+    mesh: the ('data', 'model') mesh.
+    rules: (logical axis, mesh axis or None) pairs.
+  Returns:
+    The unboxed tree's structure with a NamedSharding per leaf.
+  Raises:
+    ConfigError naming the mesh axis when a dimension does not divide it.
+  """
+  shardings = logical_to_mesh_shardings(nn.get_partition_spec(abstract_params), mesh, rules)
+  check_divisible(nn.unbox(abstract_params), shardings)
   return shardings
 
 
@@ -128,24 +125,6 @@ def check_divisible(abstract_tree: Any, shardings: Any) -> None:
         raise ConfigError(f"mesh.{axes[0]}", f"parameter {name} dim {dim} has size {size}, "
                           f"not divisible by the mesh axis size {split}")
   jax.tree_util.tree_map_with_path(check, abstract_tree, shardings)
-
-
-def sharded_init(module: nn.Module, rng: jax.Array, mesh: Mesh, *init_args: Any,
-                 rules: Sequence[tuple[str, str | None]] = LOGICAL_AXIS_RULES,
-                 **init_kwargs: Any) -> Any:
-  """Initialises the 'params' directly into their shardings (never unsharded).
-
-  Returns the unboxed 'params' tree of jax.Arrays, laid out as
-  `params_shardings` says. Values equal an unsharded `module.init` with the
-  same rng.
-  """
-  shardings = params_shardings(module, mesh, init_args, init_kwargs, rules)
-
-  def init(rng, *args):
-    return nn.unbox(module.init(rng, *args, **init_kwargs)["params"])
-
-  with axis_rules(mesh, rules):
-    return jax.jit(init, out_shardings=shardings)(rng, *init_args)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

@@ -1,7 +1,8 @@
 """TrainState and its sharded initialisation.
 
-Parameters carry flax logical axis names; `logical_rules` (the model's
-partitioning rules) map them onto the ('data', 'model') mesh. Optimizer-state
+Parameters carry flax logical axis names; `logical_rules` (the `mesh` block's
+`logical_axis_rules`) map them onto the ('data', 'model') mesh through
+`partitioning.params_shardings`, the one place parameter shardings are built. Optimizer-state
 leaves shaped like their parameter take the parameter's sharding; the rest
 (step counts, Adafactor's factored row/column statistics) are replicated.
 Initialisation is `jit(init, out_shardings=...)`, so no parameter is ever
@@ -89,10 +90,8 @@ def state_shardings(model: nn.Module, tx: optax.GradientTransformation, mesh: Me
   replicated = partitioning.replicated(mesh)
   boxed = jax.eval_shape(_boxed_params_fn(model, input_length, target_length),
                          jax.random.PRNGKey(0))
-  param_shardings = partitioning.logical_to_mesh_shardings(nn.get_partition_spec(boxed), mesh,
-                                                           logical_rules)
+  param_shardings = partitioning.params_shardings(boxed, mesh, logical_rules)
   abstract_params = nn.unbox(boxed)
-  partitioning.check_divisible(abstract_params, param_shardings)
   abstract_opt = jax.eval_shape(tx.init, abstract_params)
   shardings = TrainState(
       step=replicated, params=param_shardings,

@@ -79,7 +79,9 @@ def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module
 
 def _mesh_and_rules(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None
                     ) -> tuple[Mesh, Any]:
-  return partitioning.make_mesh(config.mesh, devices), partitioning.LOGICAL_AXIS_RULES
+  """The `mesh` block's mesh (over `devices`, default all) and its logical axis rules."""
+  return (partitioning.make_mesh(config.mesh, devices),
+          partitioning.logical_axis_rules(config.mesh))
 
 
 class _Evaluator:
