@@ -197,11 +197,31 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return out
 
 
+def validate_blocks(config: ml_collections.ConfigDict) -> None:
+  """Runs every block's own validator (data, vocab, tasks, ids, model, mesh, train,
+  decode, eval): ConfigError naming the first bad key, before any work."""
+  # pylint: disable=g-import-not-at-top
+  from genret_jax.data import prepare
+  from genret_jax.ids import build
+  from genret_jax.model import builder, partitioning
+  from genret_jax.tasks import registry
+  from genret_jax.train import trainer
+  # pylint: enable=g-import-not-at-top
+  prepare.validate(config)                  # data + vocab
+  registry.validate(config)                 # tasks
+  build.validate(config)                    # ids (the .npy files are checked with the data)
+  builder.validate(config.model)
+  trainer.validate(config, partitioning.make_mesh(config.mesh))   # train (+ mesh)
+  decoding_config.validate(config.decode, config.eval)
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks the job keys; each block's own keys are checked by its module."""
+  """Checks the job keys, then every block of the job and of each model's config
+  (`models` entries may override any key) with `validate_blocks`."""
   from genret_jax.pipeline import analyze, baselines, common  # pylint: disable=g-import-not-at-top
+  validate_blocks(config)
   for entry in common.model_entries(config):
-    common.model_config(config, entry)
+    validate_blocks(common.model_config(config, entry)[1])
   labels = [common.parse_model(e)[0] for e in common.model_entries(config)]
   if len(set(labels)) != len(labels):
     raise ConfigError("models", f"duplicate model labels in {labels}")
@@ -215,7 +235,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("max_queries", "min_every_steps"):
     if int(v[key]) < 0:
       raise ConfigError(f"validation.{key}", f"must be >= 0, got {v[key]}")
-  decoding_config.validate(config.decode, config.eval)
   t = config.table
   if t.kind not in ("", "table", "sweep"):
     raise ConfigError("table.kind", f"{t.kind!r} is not '', 'table' or 'sweep'")

@@ -9,7 +9,9 @@
   exact Gumbel-top-k pass for the rare events whose streams run short.
 * Search: the 99 items ranked highest by BM25 (bm25s, Lucene variant, k1 1.5,
   b 0.75) for the event's query over the item texts, excluding the target;
-  ties (e.g. the many items scoring 0) are broken by a seeded permutation.
+  ties (e.g. the many items scoring 0) are broken by a seeded permutation. A
+  catalog without any indexable item text scores every item 0 (the seeded
+  permutation alone).
 
 Both are deterministic given the seed.
 """
@@ -140,13 +142,17 @@ def search_negatives(item_texts: list[str], queries: np.ndarray, target_items: n
   if num_items <= num_negatives:
     raise DataError(source, f"{num_items} items: search negatives need more than "
                     f"{num_negatives}", field="items")
-  retriever = bm25s.BM25()
-  retriever.index(bm25s.tokenize(list(item_texts), stopwords="en", show_progress=False),
-                  show_progress=False)
-  index = retriever.scores       # term -> items CSR: data, indices, indptr
-  data, items, indptr = (np.asarray(index[k]) for k in ("data", "indices", "indptr"))
-  num_terms = len(indptr) - 1
-  vocab = {t: i for t, i in retriever.vocab_dict.items() if i < num_terms}
+  item_tokens = bm25s.tokenize(list(item_texts), stopwords="en", show_progress=False)
+  if item_tokens.vocab:
+    retriever = bm25s.BM25()
+    retriever.index(item_tokens, show_progress=False)
+    index = retriever.scores       # term -> items CSR: data, indices, indptr
+    data, items, indptr = (np.asarray(index[k]) for k in ("data", "indices", "indptr"))
+    num_terms = len(indptr) - 1
+    vocab = {t: i for t, i in retriever.vocab_dict.items() if i < num_terms}
+  else:   # no item text has an indexable word: every item scores 0 (tie-break order)
+    data, items, indptr, vocab = np.zeros(0, np.float32), np.zeros(0, np.int64), \
+        np.zeros(1, np.int64), {}
   distinct, inverse = np.unique(np.asarray(queries, dtype=object).astype(str),
                                 return_inverse=True)
   tokens = bm25s.tokenize(list(distinct), stopwords="en", show_progress=False,

@@ -71,6 +71,23 @@ def t5_config_from_block(model_cfg: Any, vocab_size: int) -> network.T5Config:
                            **dim_overrides(model_cfg))
 
 
+def validate(model_cfg: Any) -> None:
+  """ConfigError naming the first bad `model` key, checked before any work (size,
+  dtype, dropout, dimension keys; with `hf_checkpoint`, that it is a folder and no
+  dimension key is set)."""
+  if model_cfg.hf_checkpoint:
+    import os  # pylint: disable=g-import-not-at-top
+    if not os.path.isdir(model_cfg.hf_checkpoint):
+      raise ConfigError("model.hf_checkpoint", f"{model_cfg.hf_checkpoint!r} is not a folder "
+                        "(a Hugging Face T5 checkpoint directory)")
+    dims = dim_overrides(model_cfg)
+    if dims:
+      key = next(iter(dims))
+      raise ConfigError(f"model.{key}", f"is {dims[key]} but model.hf_checkpoint fixes the "
+                        "dimensions; leave it at 0")
+  t5_config_from_block(model_cfg, 128)
+
+
 def resize_vocab(cfg: network.T5Config, params: dict[str, Any], vocab_size: int,
                  known_rows: int, seed: int = 0) -> tuple[network.T5Config, dict[str, Any]]:
   """Resizes the embedding (and untied head) to pad_vocab_size(vocab_size) rows.

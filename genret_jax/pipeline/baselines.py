@@ -46,6 +46,15 @@ def candidates_of(ds, events: np.ndarray) -> np.ndarray:
   return np.concatenate([ds.events.item[events, None], ds.negatives[pos]], 1).astype(np.int32)
 
 
+def _indexable(catalog) -> bool:
+  """Whether some item text has a word BM25 indexes (else BM25 is skipped, with a warning)."""
+  from genret_jax.baselines import bm25  # pylint: disable=g-import-not-at-top
+  if any(bm25._tokenize(catalog.texts())):  # pylint: disable=protected-access
+    return True
+  common.log("warning: BM25 baseline skipped: no item text has an indexable word")
+  return False
+
+
 def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """{model: {task: {metric: value}}} of `config.baselines` (stamped cache)."""
   from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
@@ -98,7 +107,8 @@ def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if idx.size:
           out[name][task] = metrics(task, lambda c, row=row, idx=idx: popularity.evaluate(
               counts[row], ev.item[idx], ks, candidates=c))
-  if "bm25" in wanted and test["search"].size:
+  bm25_ok = "bm25" in wanted and test["search"].size and _indexable(ds.catalog)
+  if bm25_ok:
     from genret_jax.baselines import bm25  # pylint: disable=g-import-not-at-top
     idx = test["search"]
     out["BM25"] = {"search": metrics("search", lambda c: bm25.bm25_baseline(

@@ -25,13 +25,14 @@ non-empty category query are also search events, at the same timestamp.
 from __future__ import annotations
 
 import html
+import os
 import pathlib
 
 import numpy as np
 
 from genret_jax.data.readers import common, io
 from genret_jax.data.schema import REC, SEARCH, Catalog, Events
-from genret_jax.errors import DataError
+from genret_jax.errors import DataError, quote
 
 ATTRIBUTES_FILE = "derived_item_attributes.tsv"
 _NOT_SEQUENCES = {"source.txt", "readme.txt", "license.txt"}
@@ -124,16 +125,12 @@ def read_amazon_sequential(sequence_file: str | pathlib.Path,
   bad = np.nonzero(idx < 0)[0]
   if bad.size:
     k = int(bad[0])
-    raise DataError(seq_path, f"unknown item id {flat[k]!r} (position {int(position[k]) + 1} "
+    raise DataError(seq_path, f"unknown item id {quote(flat[k])} (position {int(position[k]) + 1} "
                     f"in the sequence; not in {attrs.path})", line=int(lines[row[k]]),
                     field="item_id")
   events = _interleave(user_arr[row], idx.astype(np.int32), position, item_query[idx],
-                       numeric_users=_all_int(user_arr), synthetic_time=True)
+                       numeric_users=common.numeric_ids(user_arr), synthetic_time=True)
   return catalog, events
-
-
-def _all_int(keys: np.ndarray) -> bool:
-  return all(k.isdigit() for k in keys)
 
 
 # ----------------------------------------------------------------------------- raw McAuley
@@ -141,8 +138,8 @@ def _all_int(keys: np.ndarray) -> bool:
 
 def find_raw_files(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
   """(reviews, metadata) JSON[.gz] files of a raw McAuley folder."""
-  files = sorted(f for f in path.iterdir()
-                 if f.is_file() and (f.name.endswith(".json") or f.name.endswith(".json.gz")))
+  files = sorted(f for f in path.iterdir()   # any kind: require_file says what is wrong
+                 if f.name.endswith(".json") or f.name.endswith(".json.gz"))
   meta = [f for f in files if f.name.startswith("meta_")]
   reviews = [f for f in files if not f.name.startswith("meta_")]
   if len(meta) != 1:
@@ -156,17 +153,39 @@ def find_raw_files(path: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
   return reviews[0], meta[0]
 
 
-def _category_paths(rec: dict, drop_root: bool) -> list[list[str]]:
-  """2014 `categories` (list of paths) or 2018 `category` (one path)."""
-  raw = rec.get("categories")
-  if raw is None:
-    one = rec.get("category")
-    raw = [one] if one else []
+def _path_of(p, path: str, line: int, field: str, what: str) -> list[str]:
+  """One category path (a list of strings), checked."""
+  if not isinstance(p, (list, tuple)) or not all(isinstance(c, str) for c in p):
+    raise DataError(path, f"expected {what}, got {_json_kind(p)}: {quote(p)}", line=line,
+                    field=field)
+  return list(p)
+
+
+def _json_kind(v) -> str:
+  if isinstance(v, (list, tuple)) and v and not all(isinstance(c, (list, tuple)) for c in v):
+    return "a list of " + ("strings" if all(isinstance(c, str) for c in v) else "mixed values")
+  return {str: "a string", list: "a list", tuple: "a list", dict: "an object"}.get(
+      type(v), type(v).__name__)
+
+
+def _category_paths(rec: dict, drop_root: bool, path: str, line: int) -> list[list[str]]:
+  """2014 `categories` (a list of paths) or 2018 `category` (one path); a path is a
+  list of strings. Any other shape (e.g. a string) is a DataError, never split."""
+  if rec.get("categories") is not None:
+    raw = rec["categories"]
+    if not isinstance(raw, (list, tuple)):
+      raise DataError(path, f"expected a list of category paths (each a list of strings), "
+                      f"got {_json_kind(raw)}: {quote(raw)}", line=line, field="categories")
+    paths = [_path_of(p, path, line, "categories", "a category path (a list of strings) "
+                      "in the list of paths") for p in raw]
+  elif rec.get("category") is not None:
+    paths = [_path_of(rec["category"], path, line, "category",
+                      "one category path (a list of strings)")]
+  else:
+    paths = []
   out = []
-  for p in raw or []:
-    if isinstance(p, str):
-      p = [p]
-    p = [html.unescape(str(c)).strip() for c in p if str(c).strip()]
+  for p in paths:
+    p = [html.unescape(c).strip() for c in p if c.strip()]
     if drop_root and len(p) > 1:
       p = p[1:]
     if p:
@@ -174,10 +193,10 @@ def _category_paths(rec: dict, drop_root: bool) -> list[list[str]]:
   return out
 
 
-def _text(v, limit: int = 0) -> str:
-  if isinstance(v, (list, tuple)):
-    v = " ".join(str(x) for x in v)
-  s = " ".join(html.unescape(str(v or "")).split())
+def _text(v, path: str, line: int, field: str, limit: int = 0) -> str:
+  """A metadata text field (a scalar or a list of scalars, joined with spaces)."""
+  s = " ".join(html.unescape(io.json_text(v, path=path, line=line, field=field,
+                                          sep=" ")).split())
   return s[:limit] if limit and len(s) > limit else s
 
 
@@ -205,20 +224,27 @@ def read_amazon_raw(reviews_file: str | pathlib.Path, meta_file: str | pathlib.P
   meta_path = str(io.require_file(meta_file))
   rev_path = str(io.require_file(reviews_file))
   meta, meta_lines = io.read_jsonl(meta_path, python_literals=True)
-  for i, m in enumerate(meta):
-    if not str(m.get("asin", "")).strip():
-      raise DataError(meta_path, "missing or empty asin", line=int(meta_lines[i]), field="asin")
-  asins = np.asarray([str(m["asin"]).strip() for m in meta], dtype=object)
+  asins = np.asarray([io.json_text(m.get("asin"), path=meta_path, line=int(meta_lines[i]),
+                                   field="asin", kind="id").strip()
+                      for i, m in enumerate(meta)], dtype=object)
+  empty = np.nonzero(asins == "")[0]
+  if empty.size:
+    raise DataError(meta_path, "missing or empty asin", line=int(meta_lines[empty[0]]),
+                    field="asin")
   common.check_unique(meta_path, asins, meta_lines, "asin")
   meta_of = {a: i for i, a in enumerate(asins)}
 
   reviews, rev_lines = io.read_jsonl(rev_path)
   for field in ("reviewerID", "asin", "unixReviewTime"):
     for i, r in enumerate(reviews):
-      if field not in r or str(r[field]).strip() == "":
+      if field not in r or r[field] is None or str(r[field]).strip() == "":
         raise DataError(rev_path, "missing field", line=int(rev_lines[i]), field=field)
-  users = np.asarray([str(r["reviewerID"]).strip() for r in reviews], dtype=object)
-  r_asin = np.asarray([str(r["asin"]).strip() for r in reviews], dtype=object)
+
+  def ids(field: str) -> np.ndarray:
+    return np.asarray([io.json_text(r[field], path=rev_path, line=int(rev_lines[i]),
+                                    field=field, kind="id").strip()
+                       for i, r in enumerate(reviews)], dtype=object)
+  users, r_asin = ids("reviewerID"), ids("asin")
   times = io.parse_int(np.asarray([r["unixReviewTime"] for r in reviews], dtype=object),
                        table_path=rev_path, lines=rev_lines, field="unixReviewTime",
                        what="an integer timestamp")
@@ -237,11 +263,12 @@ def read_amazon_raw(reviews_file: str | pathlib.Path, meta_file: str | pathlib.P
     if mi < 0:
       queries.append([])
       continue
-    m = meta[int(mi)]
-    paths = _category_paths(m, drop_root)
-    fields["title"][j] = _text(m.get("title"))
-    fields["brand"][j] = _brand(_text(m.get("brand")))
-    fields["description"][j] = _text(m.get("description"), max_description_chars)
+    m, line = meta[int(mi)], int(meta_lines[int(mi)])
+    paths = _category_paths(m, drop_root, meta_path, line)
+    for name in ("title", "brand", "description"):
+      fields[name][j] = _text(m.get(name), meta_path, line, name,
+                              max_description_chars if name == "description" else 0)
+    fields["brand"][j] = _brand(fields["brand"][j])
     fields["categories"][j] = " > ".join(paths[0]) if paths else ""
     qs = list(dict.fromkeys(q for q in (common.category_query(p) for p in paths) if q))
     queries.append(qs)
@@ -267,10 +294,8 @@ def read_amazon(path: str | pathlib.Path, *, sequence_file: str = "",
   to read_amazon_raw (drop_root, allow_missing_metadata,
   max_description_chars, seed).
   """
-  p = pathlib.Path(path)
-  if not p.is_dir():
-    raise DataError(str(p), "missing folder" if not p.exists() else "not a folder")
-  has_tsv = (p / attributes_file).exists()
+  p = io.require_folder(path)
+  has_tsv = os.path.lexists(p / attributes_file)
   raw = bool(reviews_file or meta_file) or (not sequence_file and not has_tsv)
   if raw and not (reviews_file or meta_file or any(p.glob("*.json"))
                   or any(p.glob("*.json.gz"))):

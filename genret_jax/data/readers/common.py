@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from genret_jax.data.schema import REC, SEARCH, Catalog, Events
-from genret_jax.errors import DataError
+from genret_jax.errors import DataError, quote
 
 # Function words removed from category-derived queries (Ai et al. 2017 remove
 # stopwords). Kept short on purpose: content words such as "top", "back",
@@ -40,13 +40,23 @@ def category_query(path: list[str] | tuple[str, ...]) -> str:
   return " ".join(words)
 
 
+def numeric_ids(keys: np.ndarray | list[str]) -> bool:
+  """True when every key is ASCII decimal digits within the int64 range (such ids are
+  numbered numerically). '²', '٣' or a 24-digit id make the ids plain strings."""
+  keys = [str(k) for k in keys]
+  joined = "".join(keys)
+  if not keys or not joined.isascii() or not joined.isdigit() or not all(keys):
+    return False
+  return all(len(k) < 19 or int(k) < 1 << 63 for k in keys)
+
+
 def dense_ids(keys: np.ndarray, numeric: bool = False) -> tuple[np.ndarray, np.ndarray]:
   """Dense int32 indices for string keys.
 
   Args:
     keys: str[E] (object array).
-    numeric: order the distinct keys numerically (all keys must be integers);
-      otherwise by first appearance.
+    numeric: order the distinct keys numerically (all keys must pass
+      `numeric_ids`); otherwise by first appearance.
 
   Returns:
     (int32[E] index, str[K] distinct keys in index order).
@@ -105,7 +115,7 @@ def check_unique(path: str, keys: np.ndarray, lines: np.ndarray, field: str,
     return
   row = int(order[repeat + 1].min())
   first_row = int(np.nonzero(keys == keys[row])[0][0])
-  raise DataError(path, f"duplicate {what} {str(keys[row])!r} (first at line "
+  raise DataError(path, f"duplicate {what} {quote(str(keys[row]))} (first at line "
                   f"{int(lines[first_row])})", line=int(lines[row]), field=field)
 
 
@@ -115,7 +125,7 @@ def check_known(path: str, index: np.ndarray, keys: np.ndarray, lines: np.ndarra
   bad = np.nonzero(index < 0)[0]
   if bad.size:
     row = int(bad[0])
-    raise DataError(path, f"unknown item id {str(keys[row])!r} (not in {catalog_path})",
+    raise DataError(path, f"unknown item id {quote(str(keys[row]))} (not in {catalog_path})",
                     line=int(lines[row]), field=field)
 
 

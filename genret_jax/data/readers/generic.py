@@ -8,15 +8,19 @@ formats: `user_id`, `item_id`, `timestamp` (integer), `behaviour` (`rec` or
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
 
 from genret_jax.data.readers import common, io
 from genret_jax.data.schema import BEHAVIOURS, Catalog, Events
-from genret_jax.errors import DataError
+from genret_jax.errors import DataError, quote
 
 EVENT_FIELDS = ("user_id", "item_id", "timestamp", "behaviour", "query")
+# JSON kind of each known field (io.json_text); any other items field is "text".
+FIELD_KINDS = {"item_id": "id", "user_id": "id", "timestamp": "scalar", "behaviour": "string",
+               "query": "scalar"}
 _SUFFIXES = (".jsonl", ".json", ".csv")
 
 
@@ -32,26 +36,13 @@ def _format(path: pathlib.Path) -> str:
 def find_file(folder: pathlib.Path, stem: str) -> pathlib.Path:
   """The one `<stem>.{jsonl,json,csv}[.gz]` in folder."""
   cands = [folder / f"{stem}{s}{z}" for s in _SUFFIXES for z in ("", ".gz")]
-  found = [c for c in cands if c.exists()]
+  found = [c for c in cands if os.path.lexists(c)]   # a broken link is reported by its reader
   if len(found) != 1:
     what = "missing file" if not found else f"ambiguous: {[f.name for f in found]}"
     raise DataError(str(folder / f"{stem}.jsonl"), f"{what} (expected exactly one of "
                     f"{stem}.jsonl, {stem}.json, {stem}.csv, optionally .gz); set "
                     f"data.generic.{stem}_file")
   return found[0]
-
-
-def _cell(v, path: str, line: int, field: str) -> str:
-  if v is None:
-    return ""
-  if isinstance(v, bool):
-    return str(v).lower()
-  if isinstance(v, (str, int, float)):
-    return str(v)
-  if isinstance(v, (list, tuple)) and all(isinstance(x, (str, int, float)) for x in v):
-    return ", ".join(str(x) for x in v)
-  raise DataError(path, f"expected text, a number or a list of them, got "
-                  f"{type(v).__name__}", line=line, field=field)
 
 
 def _read_rows(path: pathlib.Path, required: tuple[str, ...]
@@ -74,7 +65,8 @@ def _read_rows(path: pathlib.Path, required: tuple[str, ...]
         raise DataError(str(path), "missing field", line=int(lines[i]), field=name)
   if not records:
     raise DataError(str(path), "no rows (the file is empty)", line=1)
-  cols = {n: [_cell(r.get(n), str(path), int(lines[i]), n) for i, r in enumerate(records)]
+  cols = {n: [io.json_text(r.get(n), path=str(path), line=int(lines[i]), field=n,
+                            kind=FIELD_KINDS.get(n, "text")) for i, r in enumerate(records)]
           for n in names}
   for n in ("item_id", "user_id"):
     if n in cols:
@@ -119,7 +111,7 @@ def read_generic(items_file: str | pathlib.Path, events_file: str | pathlib.Path
   known = np.isin(beh_text.astype(str), np.asarray(BEHAVIOURS))
   if not known.all():
     row = int(np.nonzero(~known)[0][0])
-    raise DataError(path, f"unknown behaviour {ev['behaviour'][row]!r} (expected rec or "
+    raise DataError(path, f"unknown behaviour {quote(ev['behaviour'][row])} (expected rec or "
                     f"search)", line=int(ev_lines[row]), field="behaviour")
   behaviour = (beh_text == "search").astype(np.int8)
   n = len(users)
@@ -133,16 +125,14 @@ def read_generic(items_file: str | pathlib.Path, events_file: str | pathlib.Path
     raise DataError(path, "a rec event has a query (set behaviour to search, or leave the "
                     "query empty)", line=int(ev_lines[bad[0]]), field="query")
   events = common.make_events(users, idx, times, behaviour, query,
-                              numeric_users=all(u.isdigit() for u in users))
+                              numeric_users=common.numeric_ids(users))
   return catalog, events
 
 
 def read_generic_folder(folder: str | pathlib.Path, items_file: str = "",
                         events_file: str = "") -> tuple[Catalog, Events]:
   """read_generic on `folder`'s items.* and events.* (or the given names)."""
-  p = pathlib.Path(folder)
-  if not p.is_dir():
-    raise DataError(str(p), "missing folder" if not p.exists() else "not a folder")
+  p = io.require_folder(folder)
   items = p / items_file if items_file else find_file(p, "items")
   events = p / events_file if events_file else find_file(p, "events")
   return read_generic(items, events)

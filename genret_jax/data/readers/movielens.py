@@ -18,6 +18,7 @@ ml-100k has no tag file, so it yields rec events only.
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
@@ -37,12 +38,10 @@ ML100K_GENRES = (
 
 def detect_layout(path: str | pathlib.Path) -> str:
   """'latest' (ratings.csv, movies.csv, tags.csv) or '100k' (u.data, u.item)."""
-  p = pathlib.Path(path)
-  if not p.is_dir():
-    raise DataError(str(p), "missing folder" if not p.exists() else "not a folder")
-  if (p / "ratings.csv").exists() or (p / "movies.csv").exists():
+  p = io.require_folder(path)
+  if any(os.path.lexists(p / n) for n in ("ratings.csv", "movies.csv", "tags.csv")):
     return "latest"
-  if (p / "u.data").exists() or (p / "u.item").exists():
+  if os.path.lexists(p / "u.data") or os.path.lexists(p / "u.item"):
     return "100k"
   raise DataError(str(p / "ratings.csv"), "missing file (a MovieLens folder holds "
                   "ratings.csv + movies.csv + tags.csv, or ml-100k's u.data + u.item)")
@@ -183,10 +182,15 @@ def _read_100k(p: pathlib.Path, *, min_rating: float) -> tuple[Catalog, Events]:
   io.require_file(p / "u.data")
   io.require_file(p / "u.item")
   genres = ML100K_GENRES
-  if (p / "u.genre").exists():
+  if os.path.lexists(p / "u.genre"):
     gt = io.read_table(p / "u.genre", ["name", "id"], delimiter="|", encoding="latin-1",
                        header=["name", "id"])
     gid = io.parse_int(gt.column("id"), table_path=gt.path, lines=gt.lines, field="id")
+    bad = np.flatnonzero((gid < 0) | (gid >= len(gid)))
+    if bad.size:
+      raise gt.error(int(bad[0]), "id", f"genre id {int(gid[bad[0]])} is not in 0..{len(gid) - 1} "
+                     "(u.genre numbers its genres 0, 1, ...)")
+    common.check_unique(gt.path, gid.astype(str), gt.lines, "id", what="genre id")
     names = np.empty(int(gid.max()) + 1 if gid.size else 0, dtype=object)
     names[gid] = gt.column("name")
     genres = tuple(str(g) for g in names)
