@@ -80,6 +80,12 @@ class ConfigError(GenRetError):
     super().__init__(f"config.{key}: {_bounded(message)}")
 
 
+def brief(e: BaseException, limit: int = 120) -> str:
+  """An exception's text on one line, cut to `limit` characters."""
+  text = " ".join(str(e).split()) or type(e).__name__
+  return text if len(text) <= limit else text[:limit] + "..."
+
+
 def os_reason(e: OSError) -> str:
   """A short reason for a filesystem error ('permission denied', 'symbolic link loop', ...)."""
   if e.errno in _OS_REASONS:

@@ -4,9 +4,11 @@ Steps: read and validate the raw data (`genret_jax.data.readers.load_raw`),
 chronological leave-one-out split, histories, sampled candidates (GenSAR
 protocol), SentencePiece model, sharded TFRecords, manifest. Everything is
 written into a temporary directory beside `prepared/` and renamed into place
-at the end, so a crash never leaves a directory that reads as complete. An
-existing `prepared/` whose manifest has the same config hash (config.data +
-config.vocab) is reused.
+at the end, so a crash never leaves a directory that reads as complete (and the
+next run removes such leftover `.prepared.tmp-*` folders). An existing
+`prepared/` whose manifest has the same config hash (config.data + config.vocab)
+and whose files match the sizes and sha256 the manifest records is reused; a
+damaged one is rebuilt, with a warning naming the file.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from typing import Callable
 import ml_collections
 import numpy as np
 
+from genret_jax import cache
 from genret_jax.data import negatives as negatives_lib
 from genret_jax.data import prepared as prepared_lib
 from genret_jax.data import stats as stats_lib
 from genret_jax.data.schema import BEHAVIOURS, REC, Catalog, Events
 from genret_jax.data.splits import SPLIT_NAMES, TRAIN, leave_one_out
-from genret_jax.errors import ConfigError
+from genret_jax.errors import ConfigError, DataError
 
 PREPARED = "prepared"
 # Item texts + queries SentencePiece trains on (a seeded sample above this; see _corpus).
@@ -232,6 +235,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     names.append(prepared_lib.SP_MODEL)
     phase("sentencepiece")
     files = {n: prepared_lib.file_sha256(os.path.join(tmp, n)) for n in names}
+    sizes = {n: os.path.getsize(os.path.join(tmp, n)) for n in names}
     stats = stats_lib.statistics(events, split, catalog.num_items)
     manifest = {
         "format": prepared_lib.FORMAT_VERSION, "config_hash": config_hash(config),
@@ -239,12 +243,12 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
         "counts": stats, "item_fields": list(catalog.fields),
         "max_history": int(config.data.max_history),
         "num_negatives": int(negatives.shape[1]), "synthetic_time": bool(events.synthetic_time),
-        "files": files, "content_hash": prepared_lib.content_hash(files),
+        "files": files, "sizes": sizes, "content_hash": prepared_lib.content_hash(files),
     }
     with open(os.path.join(tmp, prepared_lib.MANIFEST), "w") as f:
       json.dump(manifest, f, indent=1, default=list)
     old = None
-    if os.path.exists(out):
+    if os.path.lexists(out):
       old = os.path.join(parent, f".{os.path.basename(out)}.old-{uuid.uuid4().hex[:8]}")
       os.rename(out, old)
     os.rename(tmp, out)
@@ -260,15 +264,33 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
   return out
 
 
+def reusable(config: ml_collections.ConfigDict, out: str) -> dict | None:
+  """The manifest of `out` when it can be reused for `config`: same config hash and
+  every file as the manifest records it (size and sha256). A damaged one (cut-off
+  manifest, truncated or missing file) is None, with a warning naming the problem."""
+  try:
+    manifest = prepared_lib.read_manifest(out)
+    if manifest is None or manifest["config_hash"] != config_hash(config):
+      return None
+    return prepared_lib.verify(out)
+  except DataError as e:
+    cache.warn(f"{e}; rebuilding the prepared dataset")
+    return None
+
+
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
-  """raw data -> `{workdir}/prepared`; returns its path (reused when the config hash matches)."""
+  """raw data -> `{workdir}/prepared`; returns its path (reused when the config hash
+  matches and the files are intact). Removes temporary folders of killed runs first."""
   validate(config)
   out = os.path.join(workdir, PREPARED)
-  manifest = prepared_lib.read_manifest(out)
-  if manifest is not None and manifest.get("config_hash") == config_hash(config) and all(
-      os.path.exists(os.path.join(out, n)) for n in manifest["files"]):
+  cache.folder_slot(out, "the prepared dataset")
+  if os.path.isdir(workdir):
+    cache.remove_stale(workdir, (f".{PREPARED}.tmp-*", f".{PREPARED}.old-*"))
+  manifest = reusable(config, out)
+  if manifest is not None:
     print(stats_lib.format_table(str(config.data.source), manifest["counts"]))
-    print(f"reusing prepared dataset {out} (same config hash {manifest['config_hash'][:12]})")
+    print(f"reusing prepared dataset {out} (same config hash {manifest['config_hash'][:12]}, "
+          "files verified)")
     return out
   from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
   t0 = time.time()

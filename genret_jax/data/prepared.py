@@ -2,7 +2,8 @@
 
 Layout of a prepared directory:
 
-  manifest.json                      counts, config, files and their sha256, content hash
+  manifest.json                      counts, config, files and their sha256 and size,
+                                     content hash (`verify` checks the files against it)
   spm.model                          SentencePiece model of the text vocabulary
   items.tfrecord-00000-of-00001      one Example per catalog item (ITEM_FEATURES)
   users.tfrecord-00000-of-00001      one Example per user (user, user_id)
@@ -31,15 +32,19 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from genret_jax import cache
 from genret_jax.data.schema import Catalog, Events
 from genret_jax.data.splits import SPLIT_NAMES, TRAIN
-from genret_jax.errors import DataError
+from genret_jax.errors import DataError, os_error
 
 MANIFEST = "manifest.json"
 SP_MODEL = "spm.model"
 ITEM_COUNTS = "train_item_counts.npy"
 QUERIES = "queries.json"
 FORMAT_VERSION = 2
+# Keys every manifest has (a manifest without one is incomplete).
+_MANIFEST_KEYS = ("format", "config_hash", "counts", "files", "content_hash", "item_fields",
+                  "num_negatives", "synthetic_time")
 
 _I64 = tf.io.FixedLenFeature([], tf.int64)
 _STR = tf.io.FixedLenFeature([], tf.string)
@@ -173,11 +178,7 @@ def write_users(directory: str, user_ids: np.ndarray) -> list[str]:
 
 
 def file_sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+  return cache.sha256(path)
 
 
 def content_hash(files: dict[str, str]) -> str:
@@ -186,12 +187,48 @@ def content_hash(files: dict[str, str]) -> str:
 
 
 def read_manifest(path: str) -> dict | None:
-  """The manifest of a complete prepared dataset, or None when there is none."""
+  """The manifest of a prepared dataset, or None when there is none.
+
+  Raises:
+    DataError: `path` is not a folder, or manifest.json is unreadable (cut off,
+      not JSON) or lacks the keys every manifest has.
+  """
+  file = os.path.join(path, MANIFEST)
   try:
-    with open(os.path.join(path, MANIFEST)) as f:
-      return json.load(f)
+    with open(file, encoding="utf-8") as f:
+      text = f.read()
   except FileNotFoundError:
     return None
+  except OSError as e:
+    raise os_error(e, file, "cannot read the manifest") from None
+  try:
+    manifest = json.loads(text)
+  except (ValueError, RecursionError) as e:
+    raise DataError(file, f"unreadable: cut off or not JSON ({str(e).split(':')[0]})") from None
+  missing = [k for k in _MANIFEST_KEYS if not isinstance(manifest, dict) or k not in manifest]
+  if missing:
+    raise DataError(file, f"incomplete: no {missing[0]!r} entry")
+  return manifest
+
+
+def verify(path: str) -> dict:
+  """The manifest of a complete prepared dataset whose files match it (size and sha256).
+
+  Raises:
+    DataError: no manifest, an unreadable one, or a file that is missing,
+      truncated or changed since prepare wrote it (naming the file).
+  """
+  manifest = read_manifest(path)
+  if manifest is None:
+    raise DataError(os.path.join(path, MANIFEST),
+                    "missing: not a (complete) prepared dataset; run --mode=prepare")
+  sizes = manifest.get("sizes", {})
+  record = {n: [sizes[n], h] if n in sizes else h for n, h in manifest["files"].items()}
+  bad = cache.check_files(path, record, MANIFEST)
+  if bad:
+    raise DataError(os.path.join(path, bad[0]), f"{bad[1]}; rerun --mode=prepare (it "
+                    "rebuilds the prepared dataset)")
+  return manifest
 
 
 def _parse_all(files: list[str], features: dict) -> dict:
@@ -218,13 +255,7 @@ def _parse_all(files: list[str], features: dict) -> dict:
 
 def load(path: str) -> PreparedDataset:
   """Reads a prepared directory written by `genret_jax.data.prepare.prepare`."""
-  manifest = read_manifest(path)
-  if manifest is None:
-    raise DataError(os.path.join(path, MANIFEST),
-                    "missing: not a (complete) prepared dataset; run --mode=prepare")
-  missing = [n for n in manifest["files"] if not os.path.exists(os.path.join(path, n))]
-  if missing:
-    raise DataError(os.path.join(path, missing[0]), "listed in manifest.json but missing")
+  manifest = verify(path)
   fields = manifest["item_fields"]
   item_feats = dict(ITEM_FEATURES, **{f"field/{f}": _STR for f in fields})
   items = _parse_all(sorted(tf.io.gfile.glob(items_pattern(path))), item_feats)

@@ -23,12 +23,14 @@ import json
 import os
 import shutil
 import time
+import zipfile
 
 import ml_collections
 import numpy as np
 
 from genret_jax.data.schema import Catalog, Events
-from genret_jax.errors import ConfigError
+from genret_jax import cache as cache_lib
+from genret_jax.errors import ConfigError, DataError, brief
 from genret_jax.ids import embeddings as emb
 from genret_jax.ids import stats
 from genret_jax.ids.config import SCHEMES
@@ -115,11 +117,10 @@ def _embedding(kind: str, config, catalog, events, split, workdir: str,
   cache = os.path.join(workdir, "ids", "embeddings")
   npy, meta = os.path.join(cache, f"{kind}.npy"), os.path.join(cache, f"{kind}.json")
   if c.cache_embeddings and os.path.isfile(npy) and os.path.isfile(meta):
-    with open(meta) as f:
-      saved = json.load(f)
-    if saved.get("key") == key:
-      info[kind] = dict(saved.get("info", {}), cached=True)
-      return np.load(npy)
+    cached = _cached_embedding(npy, meta, key, catalog.num_items)
+    if cached is not None:
+      info[kind] = dict(cached[1], cached=True)
+      return cached[0]
   t0 = time.time()
   if kind == "semantic":
     x = emb.semantic_embeddings(c.semantic, catalog, int(c.seed))
@@ -136,6 +137,24 @@ def _embedding(kind: str, config, catalog, events, split, workdir: str,
       json.dump({"key": key, "info": extra}, f, indent=1, default=str)
     os.replace(meta + ".tmp", meta)
   return x
+
+
+def _cached_embedding(npy: str, meta: str, key: dict, num_items: int
+                      ) -> tuple[np.ndarray, dict] | None:
+  """(embeddings, info) of the cache when its key matches and it reads whole; an
+  unreadable cache (cut-off JSON or .npy, wrong row count) is None with a warning."""
+  try:
+    with open(meta) as f:
+      saved = json.load(f)
+    if not isinstance(saved, dict) or saved.get("key") != key:
+      return None
+    x = np.load(npy)
+    if x.ndim != 2 or x.shape[0] != num_items:
+      raise ValueError(f"shape {x.shape}, expected [{num_items}, d]")
+    return x, dict(saved.get("info", {}))
+  except (OSError, ValueError, EOFError, RecursionError) as e:
+    cache_lib.warn(f"{npy}: unreadable embedding cache ({brief(e)}); recomputing it")
+    return None
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
@@ -265,8 +284,12 @@ def merge_report(path: str, scheme: str, entry: dict) -> dict:
   """Reads, updates and atomically rewrites report.json; returns the whole report."""
   report = {}
   if os.path.isfile(path):
-    with open(path) as f:
-      report = json.load(f)
+    try:
+      with open(path) as f:
+        report = json.load(f)
+    except (OSError, ValueError) as e:
+      cache_lib.warn(f"{path}: unreadable ({brief(e)}); starting a new report")
+    report = report if isinstance(report, dict) else {}
   report[scheme] = entry
   with open(path + ".tmp", "w") as f:
     json.dump(report, f, indent=1, default=float)
@@ -317,7 +340,11 @@ def load_identifiers(workdir: str, scheme: str) -> ItemIdentifiers:
   if not os.path.isfile(os.path.join(path, "ids.json")):
     raise ConfigError("ids.scheme", f"no identifiers built for {scheme!r} under {path}; "
                       "run --mode=ids first")
-  return ItemIdentifiers.load(path)
+  try:
+    return ItemIdentifiers.load(path)
+  except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+    raise DataError(path, f"unreadable identifiers ({type(e).__name__}: "
+                    f"{' '.join(str(e).split())[:120]}); rerun --mode=ids") from None
 
 
 def run_ids_mode(config: ml_collections.ConfigDict, workdir: str) -> tuple[ItemIdentifiers, dict]:

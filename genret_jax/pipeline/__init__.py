@@ -5,7 +5,11 @@ Every step writes under `workdir` and is skipped when its output exists for
 the same settings (prepare: the data config hash in the manifest; ids: a
 stamp of the ids config + prepared content; train: resumes from / stops at
 the latest checkpoint; eval, baselines, analyze: stamped JSON files), so an
-interrupted run continues where it stopped and a rerun is cheap. With a
+interrupted run continues where it stopped and a rerun is cheap. Reused
+output is verified first (genret_jax.cache): prepared files and identifiers
+against their recorded size + sha256, checkpoints likewise (a damaged latest
+one falls back to the previous good one), JSON caches by parsing; damaged
+output is redone, or the run stops with one line naming the file. With a
 `table` block (configs/paper/*), `run` runs every row of the table as such a
 job in its own sub-workdir, then writes the table (see `tables`).
 
@@ -24,6 +28,7 @@ import time
 
 import ml_collections
 
+from genret_jax import cache
 from genret_jax import config as config_lib
 from genret_jax.pipeline import analyze, baselines, common, generative, report, validation
 
@@ -47,6 +52,8 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
 
   if "prepare" in steps:
     timed("prepare", generative.run_prepare, config, workdir)
+  else:   # reused as it is: its files must still match the manifest
+    generative.check_prepared(workdir)
   if "ids" in steps:
     ctx._ids = timed("ids", generative.run_ids, config, workdir)  # pylint: disable=protected-access
   # epochs -> train steps needs the registered tasks (the prepared data and ids).
@@ -73,8 +80,11 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str) -> None:
-  """Applies `config.scale`, validates, then runs a job or a paper table."""
+  """Applies `config.scale`, validates (every block, and that `workdir` is a folder
+  we can write), then runs a job or a paper table."""
   config = config_lib.resolve(config)
+  if common.is_writer():
+    cache.ensure_folder(workdir, "the workdir")
   if config.table.kind:
     from genret_jax.pipeline import tables  # pylint: disable=g-import-not-at-top
     tables.run_table(config, workdir, mode)

@@ -16,7 +16,8 @@ from typing import Any
 import jax
 import ml_collections
 
-from genret_jax.errors import ConfigError
+from genret_jax import cache
+from genret_jax.errors import ConfigError, brief
 
 MODEL_NAMES = {"rec_only": "Gen_R", "search_only": "Gen_S", "joint": "Gen_R+S",
                "gensar": "GenSAR"}
@@ -71,14 +72,23 @@ def write_json(path: str, blob: Any) -> None:
   os.replace(tmp, path)
 
 
-def read_stamped(path: str, want: str) -> Any | None:
-  """The 'value' of a `write_stamped` file when its stamp is `want`, else None."""
-  if not os.path.exists(path):
+def read_json_or_none(path: str) -> Any | None:
+  """The JSON in `path`; None when absent, or (with a warning) unreadable or cut off."""
+  if not os.path.lexists(path):
     return None
   try:
-    with open(path) as f:
-      blob = json.load(f)
-  except (OSError, ValueError):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError, RecursionError) as e:
+    cache.warn(f"{path}: unreadable ({brief(e)}); recomputing it")
+    return None
+
+
+def read_stamped(path: str, want: str) -> Any | None:
+  """The 'value' of a `write_stamped` file when its stamp is `want`, else None (an
+  unreadable or cut-off file too, with a warning: the step reruns)."""
+  blob = read_json_or_none(path)
+  if not isinstance(blob, dict):
     return None
   return blob.get("value") if blob.get("stamp") == want else None
 

@@ -14,7 +14,7 @@ import os
 import ml_collections
 import numpy as np
 
-from genret_jax.errors import ConfigError
+from genret_jax.errors import ConfigError, DataError
 from genret_jax.evaluation import collapse
 from genret_jax.pipeline import common, validation
 
@@ -34,31 +34,71 @@ def run_prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def _manifest(workdir: str) -> dict:
+  """The verified manifest of the job's prepared dataset (files checked against it)."""
   from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
   path = prepared_path(workdir)
-  manifest = prepared.read_manifest(path)
-  if manifest is None:
+  if prepared.read_manifest(path) is None:
     raise ConfigError("workdir", f"{path} holds no prepared dataset; run --mode=prepare")
-  return manifest
+  return prepared.verify(path)
+
+
+def check_prepared(workdir: str) -> None:
+  """DataError naming the file when the prepared dataset a step reuses is damaged."""
+  _manifest(workdir)
 
 
 def ids_stamp(config: ml_collections.ConfigDict, workdir: str) -> str:
   return common.stamp({"ids": config.ids, "data": _manifest(workdir).get("content_hash")})
 
 
+IDS_RECORD = "files.json"   # beside ids/<scheme>/stamp: size + sha256 of the saved files
+
+
+def _ids_reusable(folder: str, want: str) -> bool:
+  """Whether ids/<scheme> holds identifiers of stamp `want` whose files match their
+  record; a damaged folder is rebuilt, with a warning naming the file."""
+  from genret_jax import cache  # pylint: disable=g-import-not-at-top
+  from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
+  try:
+    with open(os.path.join(folder, "stamp")) as f:
+      if f.read() != want:
+        return False
+  except OSError:
+    return False
+  record = common.read_json_or_none(os.path.join(folder, IDS_RECORD))
+  record = record if isinstance(record, dict) else None
+  problem = cache.check_files(folder, record, IDS_RECORD) if record else None
+  if problem is None and record is None:   # a workdir from before records: try to load
+    try:
+      build.load_identifiers(os.path.dirname(os.path.dirname(folder)), os.path.basename(folder))
+    except DataError as e:
+      problem = ("ids", e.message)
+  if problem:
+    cache.warn(f"{os.path.join(folder, problem[0])}: {problem[1]}; rebuilding the identifiers")
+    return False
+  return True
+
+
 def run_ids(config: ml_collections.ConfigDict, workdir: str):
-  """Builds (process 0) or reuses the identifiers of config.ids.scheme."""
+  """Builds (process 0) or reuses the identifiers of config.ids.scheme (reused when the
+  stamp matches and the saved files match their size + sha256 record)."""
+  from genret_jax import cache  # pylint: disable=g-import-not-at-top
   from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
   from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
-  stamp_path = os.path.join(workdir, "ids", config.ids.scheme, "stamp")
+  folder = os.path.join(workdir, "ids", config.ids.scheme)
   want = ids_stamp(config, workdir)
-  done = os.path.exists(stamp_path) and open(stamp_path).read() == want
-  if done:
-    common.log(f"ids: reusing {os.path.dirname(stamp_path)} (same ids config and data)")
+  if common.is_writer():
+    cache.remove_stale(os.path.dirname(folder), ("*.tmp-*", "*.old-*", "*.json.tmp"))
+    cache.remove_stale(os.path.join(os.path.dirname(folder), "embeddings"),
+                       ("*.tmp.npy", "*.json.tmp"))
+  if _ids_reusable(folder, want):
+    common.log(f"ids: reusing {folder} (same ids config and data, files verified)")
   elif common.is_writer():
     ds = prepared.load(prepared_path(workdir))
     build.build_identifiers(config, ds.catalog, ds.events, ds.split, workdir)
-    with open(stamp_path, "w") as f:
+    common.write_json(os.path.join(folder, IDS_RECORD),
+                      cache.record_files(folder, ["ids.json", "ids.npz"]))
+    with open(os.path.join(folder, "stamp"), "w") as f:
       f.write(want)
   common.barrier("genret_ids")
   return build.load_identifiers(workdir, config.ids.scheme)
