@@ -63,13 +63,13 @@ def _catalog(seed, n, sizes, prefix=(1,), dup_frac=0.0):
 
 
 @functools.partial(jax.jit, static_argnames=("scorer", "beam", "results", "constrained",
-                                             "groups", "penalty"))
+                                             "groups", "penalty", "steps"))
 def _search(queries, constraint, *, scorer, beam, results, constrained=True, groups=1,
-            penalty=0.0):
+            penalty=0.0, steps=None):
   return bs.beam_search(scorer.tokens_to_logits, scorer.cache(queries, beam), constraint,
                         batch_size=queries.shape[0], beam_size=beam, num_results=results,
                         constrained=constrained, num_groups=groups,
-                        diversity_penalty=penalty)
+                        diversity_penalty=penalty, num_steps=steps)
 
 
 def _brute_ranking(scorer, query, seqs, allowed=None):
@@ -214,6 +214,32 @@ def test_unconstrained_reports_invalid_ids():
     kept = seqs[q][valid[q]]
     assert (got[q][:len(kept)] >= 0).all() and (got[q][len(kept):] == -1).all()
     np.testing.assert_array_equal(exp_seqs[got[q][:len(kept)]], kept)
+
+
+def test_no_constraint_allows_every_token():
+  vocab = 7
+  scorer = Scorer(9, vocab, 3)
+  grid = np.stack(np.meshgrid(np.arange(vocab), np.arange(vocab), indexing="ij"),
+                  -1).reshape(-1, 2)
+  everything = trie_lib.build_trie(grid, [0, 0], [vocab, vocab])   # every token, every step
+  free = _search(scorer.queries, None, scorer=scorer, beam=vocab, results=vocab, steps=2)
+  trie = _search(scorer.queries, everything, scorer=scorer, beam=vocab, results=vocab)
+  assert free.items is None and free.beam_leaves is None
+  np.testing.assert_array_equal(np.asarray(free.sequences), np.asarray(trie.sequences))
+  np.testing.assert_array_equal(np.asarray(free.beam_scores), np.asarray(trie.beam_scores))
+  for q in range(3):   # beam >= vocab over 2 steps: the K best of all V^2 sequences
+    s = scorer.brute_force(scorer.queries[q], grid)
+    best = np.argsort(-s, kind="stable")[:vocab]
+    np.testing.assert_array_equal(np.asarray(free.sequences[q]), grid[best])
+    np.testing.assert_allclose(np.asarray(free.beam_scores[q]), s[best], rtol=1e-5, atol=1e-5)
+  div = _search(scorer.queries, None, scorer=scorer, beam=4, results=4, groups=2,
+                penalty=1.0, steps=2)
+  for q in range(3):   # diverse: ranked by log-probability, repeated sequences dropped
+    alive = np.isfinite(np.asarray(div.beam_scores[q]))
+    assert len({tuple(x) for x in np.asarray(div.sequences[q])[alive]}) == alive.sum()
+    assert (np.diff(np.asarray(div.beam_scores[q])[alive]) <= 0).all()
+  with pytest.raises(ValueError, match="without a constraint needs num_steps"):
+    _search(scorer.queries, None, scorer=scorer, beam=4, results=4)
 
 
 def test_diverse_beam_search():

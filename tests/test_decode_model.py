@@ -90,15 +90,26 @@ def test_mesh_and_unconstrained(model):
   is_id = np.array([[tuple(s[1:]) in ids for s in row] for row in seqs])
   np.testing.assert_array_equal(np.asarray(un.beam_leaves) >= 0, is_id)
   assert is_id.mean() < 1          # random weights: generated IDs are often invalid
+  # No constraint: every token allowed, nothing forced; as unconstrained with a
+  # trie that forces nothing.
+  free = model_decode.search_jit(module, params, queries, None, beam_size=4, num_results=4,
+                                 mode="unconstrained", num_steps=2)
+  no_prefix = trie_lib.build_trie(codes, OFFSETS, SIZES)
+  un2 = model_decode.search_jit(module, params, queries, no_prefix, beam_size=4,
+                                num_results=4, mode="unconstrained")
+  assert free.items is None
+  np.testing.assert_array_equal(np.asarray(free.sequences), np.asarray(un2.sequences))
+  np.testing.assert_array_equal(np.asarray(free.beam_scores), np.asarray(un2.beam_scores))
 
 
 @pytest.mark.slow
 def test_evaluate_generative_both_protocols(model):
   from genret_jax.decoding import config as decoding_config
   from genret_jax.evaluation import generative, metrics
-  from genret_jax.ids.types import IdTable
+  from types import SimpleNamespace
+  from genret_jax.decoding import beam_search as bs
   module, params, queries, codes = model
-  table = IdTable("t", codes, ("a", "b"), SIZES)
+  table = SimpleNamespace(codes=codes, level_sizes=SIZES)   # what an IdTable gives
   dec, ev = decoding_config.default_config(), decoding_config.eval_config()
   dec.beam_size, dec.batch_size, dec.dense_max_mb = 5, 3, 0.0
   ev.ks, ev.protocol, ev.num_negatives, ev.best_metric = (1, 3), "both", 6, "mrr"
@@ -134,6 +145,18 @@ def test_evaluate_generative_both_protocols(model):
   for k, v in expect.items():
     assert res["sampled_" + k] == pytest.approx(v)
   assert res["invalid_id_rate"] == 0.0 and res["num_queries"] == 8.0
+  # An injected decode function (T5X's decode_fn) is the one that runs.
+  calls = []
+
+  def spy(tokens_to_logits, cache, constraint, **kwargs):
+    calls.append(kwargs)
+    return bs.beam_search(tokens_to_logits, cache, constraint, **kwargs)
+  ev.protocol = "full"
+  spied = generative.evaluate_generative(module, params, queries, targets, table, OFFSETS,
+                                         prefix_tokens=[PREFIX], decode_config=dec,
+                                         eval_config=ev, decode_fn=spy)
+  assert calls and calls[0]["beam_size"] == 5 and calls[0]["batch_size"] == 3
+  assert spied == {k: v for k, v in res.items() if not k.startswith("sampled_")}
   with pytest.raises(ValueError, match="must be \\[N, S\\]"):
     generative.evaluate_generative(module, params, queries, targets[:2], table, OFFSETS)
   ev.protocol = "sampled"

@@ -1,5 +1,7 @@
 """Trie tables: dense and CSR layouts agree, lookups, the leaf -> items map, errors."""
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,6 +67,10 @@ def test_atomic_table_and_memory():
   assert t.num_leaves == 1000 and t.max_dup == 1
   np.testing.assert_array_equal(t.levels[0].next[0], np.arange(1000))
   assert t.nbytes == 4 * (1000 + 1001 + 1000)
+  # only codes and level_sizes are read: no IdTable (name, token prefixes) needed.
+  bare = trie_lib.trie_from_id_table(SimpleNamespace(codes=ids.rec.codes, level_sizes=(1000,)),
+                                     [5])
+  np.testing.assert_array_equal(bare.levels[0].next, t.levels[0].next)
 
 
 def test_build_is_fast_and_small_for_1m_items():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from genret_jax.errors import ConfigError
+from genret_jax.evaluation import generative as generative_eval
 from genret_jax.pipeline import common, generative, validation
 from genret_jax.train import trainer
 from tests import pipeline_cli
@@ -83,8 +84,9 @@ def test_the_validator_decodes_validation_events_with_the_test_decoder(ctx):
   sub.max_queries = 7
   keep = decoding_config.query_subset(len(arrays["target_item"]), sub)
   trie = validation.full_trie(ctx.ids.rec, reg["vocabulary"], "", m, mesh)
-  direct, _, items = validation.decode_full(model, state.params, arrays["inputs"][keep],
-                                            arrays["target_item"][keep], trie, m, mesh)
+  direct, _, items = generative_eval.decode_full(model, state.params, arrays["inputs"][keep],
+                                                 arrays["target_item"][keep], trie,
+                                                 **validation.decode_kwargs(m, mesh))
   assert out["val_rec_recall@10"] == direct["recall@10"] and items.shape == (7, 30)
   assert out["val_rec_ndcg@10"] == direct["ndcg@10"]
   assert np.isfinite(jax.device_get(out["val_ndcg@10"]))

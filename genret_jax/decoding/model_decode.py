@@ -21,31 +21,18 @@ from genret_jax.decoding import beam_search as bs
 from genret_jax.model import network
 
 
-def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.Array,
-           constraint, *, beam_size: int, num_results: int, mode: str = "constrained",
-           num_groups: int = 1, diversity_penalty: float = 0.0) -> bs.BeamSearchOutput:
-  """Generates item identifiers for a batch of queries (pure; jit it).
-
-  Args:
-    module: the Transformer.
-    params: its 'params' collection.
-    encoder_input_tokens: int32[B, S] encoded queries (0 = padding).
-    constraint: `trie.Trie` or `candidates.CandidateSet` (batch B).
-    beam_size: K. num_results: items returned per query.
-    mode: 'constrained' | 'unconstrained' | 'diverse'.
-    num_groups, diversity_penalty: diverse mode only.
-  Returns:
-    `beam_search.BeamSearchOutput`.
-  """
+def _cache_and_logits_fn(module: network.Transformer, params: Any,
+                         encoder_input_tokens: jax.Array, beam_size: int, steps: int
+                         ) -> tuple[Any, bs.TokensToLogits]:
+  """Encodes the queries once; returns the B*K-row decoder cache and the
+  T5X-style `tokens_to_logits` of one decoder step."""
   b, s = encoder_input_tokens.shape
-  k = beam_size
-  steps = int(constraint.prefix_tokens.shape[0]) + len(constraint.levels)
   encoded = module.apply({"params": params}, encoder_input_tokens, enable_dropout=False,
                          method=network.Transformer.encode)
   # The cross-attention keys/values are projected once per query and shared
   # by its K beams (see network.init_cache); beam gathers leave them alone.
-  cache = network.init_cache(module, b * k, steps, s, params=params, encoded=encoded,
-                             encoder_input_tokens=encoder_input_tokens, beams=k)
+  cache = network.init_cache(module, b * beam_size, steps, s, params=params, encoded=encoded,
+                             encoder_input_tokens=encoder_input_tokens, beams=beam_size)
 
   def tokens_to_logits(state: bs.DecodingState):
     tok = state.cur_token[:, None]
@@ -55,18 +42,49 @@ def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.A
         method=network.Transformer.decode)
     return logits[:, 0], variables["cache"]
 
+  return cache, tokens_to_logits
+
+
+def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.Array,
+           constraint: Any = None, *, beam_size: int, num_results: int,
+           mode: str = "constrained", num_groups: int = 1, diversity_penalty: float = 0.0,
+           num_steps: int | None = None,
+           decode_fn: bs.DecodeFn = bs.beam_search) -> bs.BeamSearchOutput:
+  """Generates item identifiers for a batch of queries (pure; jit it).
+
+  Args:
+    module: the Transformer.
+    params: its 'params' collection.
+    encoder_input_tokens: int32[B, S] encoded queries (0 = padding).
+    constraint: `trie.Trie` or `candidates.CandidateSet` (batch B), or None:
+      every token allowed for `num_steps` steps, no items (see beam_search).
+    beam_size: K. num_results: items returned per query.
+    mode: 'constrained' | 'unconstrained' | 'diverse'.
+    num_groups, diversity_penalty: diverse mode only.
+    num_steps: tokens to generate; only (and then required) without a constraint.
+    decode_fn: the search (T5X's `decode_fn`), called as `beam_search` is;
+      default `beam_search.beam_search`.
+  Returns:
+    `beam_search.BeamSearchOutput`.
+  """
+  b = encoder_input_tokens.shape[0]
+  steps = bs.decode_length(constraint, num_steps)
+  cache, tokens_to_logits = _cache_and_logits_fn(module, params, encoder_input_tokens,
+                                                 beam_size, steps)
   diverse = mode == "diverse"
-  return bs.beam_search(tokens_to_logits, cache, constraint, batch_size=b, beam_size=k,
-                        num_results=num_results, constrained=mode != "unconstrained",
-                        num_groups=num_groups if diverse else 1,
-                        diversity_penalty=diversity_penalty if diverse else 0.0)
+  return decode_fn(tokens_to_logits, cache, constraint, batch_size=b, beam_size=beam_size,
+                   num_results=num_results, constrained=mode != "unconstrained",
+                   num_groups=num_groups if diverse else 1,
+                   diversity_penalty=diversity_penalty if diverse else 0.0,
+                   num_steps=num_steps)
 
 
 search_jit = jax.jit(search, static_argnums=(0,), static_argnames=(
-    "beam_size", "num_results", "mode", "num_groups", "diversity_penalty"))
-search_jit.__doc__ = """`search` under jax.jit (module and settings static; Transformers with
-equal configs share compiled programs). Shard the batch on the 'data' mesh axis
-by passing sharded inputs, and call it inside `partitioning.axis_rules(mesh)`."""
+    "beam_size", "num_results", "mode", "num_groups", "diversity_penalty", "num_steps",
+    "decode_fn"))
+search_jit.__doc__ = """`search` under jax.jit (module, settings and decode_fn static;
+Transformers with equal configs share compiled programs). Shard the batch on the 'data'
+mesh axis by passing sharded inputs, and call it inside `partitioning.axis_rules(mesh)`."""
 
 
 def search_kwargs(decode_config: ml_collections.ConfigDict, num_results: int) -> dict:

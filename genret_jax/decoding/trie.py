@@ -25,7 +25,7 @@ offset, level size and CSR width) is part of the jit cache key; pass
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import flax.struct
 import jax
@@ -280,10 +280,18 @@ def build_trie(codes: np.ndarray, level_offsets: Sequence[int],
               max_dup=int(leaf_counts.max()))
 
 
-def trie_from_id_table(table, level_offsets: Sequence[int], *,
+class CodeTable(Protocol):
+  """What `trie_from_id_table` reads of a table: an `ids.types.IdTable`, or any
+  object with these two attributes."""
+  codes: np.ndarray            # int[N, L], codes[i, l] in [0, level_sizes[l])
+  level_sizes: Sequence[int]   # L codebook sizes
+
+
+def trie_from_id_table(table: CodeTable, level_offsets: Sequence[int], *,
                        prefix_tokens: Sequence[int] = (), dense_max_mb: float = 8.0,
                        csr_widths: Sequence[int] | None = None) -> Trie:
-  """`build_trie` for a `genret_jax.ids.types.IdTable`."""
+  """`build_trie(table.codes, level_offsets, table.level_sizes, ...)`; only the
+  table's `codes` and `level_sizes` are read (no name or token prefixes needed)."""
   return build_trie(table.codes, level_offsets, table.level_sizes,
                     prefix_tokens=prefix_tokens, dense_max_mb=dense_max_mb,
                     csr_widths=csr_widths)

@@ -173,24 +173,23 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
     keep = decoding_config.query_subset(total, mconfig.eval)
     arrays = {k: v[keep] for k, v in arrays.items()}
     m: dict[str, float] = {}
+    decode_kwargs = validation.decode_kwargs(mconfig, mesh)
     if protocol in ("full", "both"):
       trie = validation.full_trie(table, vocab, prefix, mconfig, mesh)
-      m, pq, items = validation.decode_full(model, params, arrays["inputs"],
-                                            arrays["target_item"], trie, mconfig, mesh)
+      m, pq, items = generative.decode_full(model, params, arrays["inputs"],
+                                            arrays["target_item"], trie, **decode_kwargs)
       per_query[behaviour] = pq
       m.update(collapse.top1_stats(items))
       if common.is_writer():
         np.savez(os.path.join(mdir, f"predictions_{behaviour}.npz"), items=items,
                  targets=arrays["target_item"])
     if protocol in ("sampled", "both"):
-      sampled_eval = ml_collections.ConfigDict(mconfig.eval.to_dict())
-      sampled_eval.protocol = "sampled"
-      sm = generative.evaluate_generative(
-          model, params, arrays["inputs"], arrays["target_item"], table,
-          vocab.level_offsets(table), prefix_tokens=[vocab.token_id(prefix)] if prefix else [],
-          decode_config=mconfig.decode, eval_config=sampled_eval,
-          candidates=arrays["candidates"], mesh=mesh)
-      m.update({k: v for k, v in sm.items() if k.startswith("sampled_")})
+      item_tokens = table.codes + np.asarray(vocab.level_offsets(table), np.int32)
+      sm = generative.decode_sampled(
+          model, params, arrays["inputs"], arrays["target_item"], item_tokens,
+          arrays["candidates"], prefix_tokens=[vocab.token_id(prefix)] if prefix else [],
+          **decode_kwargs)
+      m.update({"sampled_" + k: v for k, v in sm.items()})
     m["num_queries"] = float(len(arrays["target_item"]))
     m["num_test_queries"] = float(total)
     out[behaviour] = m

@@ -9,24 +9,22 @@ after `train.patience` evaluations without a better one.
 
 `make_validator` is that evaluation: constrained beam search over the whole
 catalog for a seeded subset of each eval task's VALIDATION events, the same
-decoder (`eval_arrays` -> `full_trie` -> `decode_full`) as the test evaluation.
+decoder (`eval_arrays` -> `full_trie` -> `evaluation.generative.decode_full`) as the test
+evaluation.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import jax
 import ml_collections
 import numpy as np
 
 import seqio
 
 from genret_jax.decoding import config as decoding_config
-from genret_jax.decoding import trie as trie_lib
-from genret_jax.evaluation import generative as generative_eval
 from genret_jax.errors import ConfigError
-from genret_jax.evaluation import metrics as metrics_lib
+from genret_jax.evaluation import generative as generative_eval
 from genret_jax.model import partitioning
 from genret_jax.pipeline import common
 from genret_jax.train import input_pipeline, trainer
@@ -56,26 +54,16 @@ def eval_arrays(task_name: str, config: ml_collections.ConfigDict, split: str
 def full_trie(table, vocab, prefix: str, mconfig: ml_collections.ConfigDict, mesh):
   """The full-catalog trie of an ID table (behaviour token `prefix` forced first),
   replicated on the mesh."""
-  prefix_tokens = [vocab.token_id(prefix)] if prefix else []
-  trie = trie_lib.trie_from_id_table(table, vocab.level_offsets(table),
-                                     prefix_tokens=prefix_tokens,
-                                     dense_max_mb=float(mconfig.decode.dense_max_mb))
-  return jax.device_put(trie, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+  return generative_eval.catalog_trie(
+      table, vocab.level_offsets(table), prefix_tokens=[vocab.token_id(prefix)] if prefix else [],
+      dense_max_mb=float(mconfig.decode.dense_max_mb), mesh=mesh)
 
 
-def decode_full(model, params, inputs: np.ndarray, targets: np.ndarray, trie,
-                mconfig: ml_collections.ConfigDict, mesh
-                ) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
-  """Full-catalog constrained decoding: (metrics, per-query metrics, items int32[Q, R])."""
-  ks = tuple(int(k) for k in mconfig.eval.ks)
-  res = generative_eval.generate_items(model, params, inputs, lambda lo, hi, pad: trie,
-                                       decode_config=mconfig.decode, num_results=max(ks),
-                                       mesh=mesh)
-  pq = metrics_lib.per_query_metrics(res["items"], targets, ks, res["ranks"])
-  out = {k: float(v.mean()) for k, v in pq.items()}
-  alive = np.isfinite(res["beam_scores"])
-  out["invalid_id_rate"] = float(((res["beam_leaves"] < 0) & alive).sum() / max(alive.sum(), 1))
-  return out, pq, np.asarray(res["items"], np.int32)
+def decode_kwargs(mconfig: ml_collections.ConfigDict, mesh) -> dict[str, Any]:
+  """The keyword arguments of `evaluation.generative.decode_full` / `decode_sampled`
+  from a model's config: its `decode` block, `eval.ks`, the mesh and its rules."""
+  return dict(decode_config=mconfig.decode, ks=mconfig.eval.ks, mesh=mesh,
+              rules=partitioning.logical_axis_rules(mconfig.mesh))
 
 
 def make_validator(ctx, mconfig: ml_collections.ConfigDict
@@ -100,7 +88,8 @@ def make_validator(ctx, mconfig: ml_collections.ConfigDict
     def validate(params) -> dict[str, float]:
       out = {}
       for behaviour, (inputs, targets, trie) in tasks.items():
-        m, _, _ = decode_full(model, params, inputs, targets, trie, mconfig, mesh)
+        m = generative_eval.decode_full(model, params, inputs, targets, trie,
+                                        **decode_kwargs(mconfig, mesh)).metrics
         out.update({f"val_{behaviour}_{k}": m[k] for k in ("recall@10", metric) if k in m})
       out["val_" + metric] = float(np.mean([out[f"val_{b}_{metric}"] for b in tasks]))
       return out
