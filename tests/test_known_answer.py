@@ -1,6 +1,10 @@
 """Known-answer data through the main job with the DEFAULT recipe (scale=cpu, no
 training overrides): a model that reads its input solves it, one that collapsed to
-popularity scores ~1/200. These are the tests that would have caught the collapse."""
+popularity scores ~1/200. These are the tests that would have caught the collapse.
+
+The default model, Gen_R+S (one T5 for both tasks), on 200 items and 400 users: it
+trains the default minimum of 300 steps (~2-3 min on 2 cores). The task-specific
+models on 1,000 users are measured in docs/results.md."""
 
 import pytest
 
@@ -11,10 +15,10 @@ from tests.pipeline_cli import read_json, run_cli
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
   data = tmp_path_factory.mktemp("known_answer_data")
-  known_answer.write(str(data))
+  known_answer.write(str(data), num_users=400)
   workdir = tmp_path_factory.mktemp("known_answer_job")
   proc, _ = run_cli(workdir, "configs/joint.py", scale="cpu", **{
-      "data.source": "generic", "data.path": str(data), "models": "rec_only,search_only",
+      "data.source": "generic", "data.path": str(data), "models": "joint",
       "baselines": "pop", "analyses": ""})
   return workdir, proc
 
@@ -23,12 +27,11 @@ def job(tmp_path_factory):
 def test_default_recipe_learns_the_successor_and_the_item_names(job):
   workdir, proc = job
   results = read_json(workdir / "results.json")
-  assert results["Gen_R"]["rec"]["recall@1"] >= 0.8, results["Gen_R"]["rec"]
-  assert results["Gen_S"]["search"]["recall@1"] >= 0.8, results["Gen_S"]["search"]
-  for model, task in (("Gen_R", "rec"), ("Gen_S", "search")):
-    assert results[model][task]["top1_distinct_items"] >= 150      # of 200 items
+  for task in ("rec", "search"):
+    assert results["Gen_R+S"][task]["recall@1"] >= 0.8, results["Gen_R+S"][task]
+    assert results["Gen_R+S"][task]["top1_distinct_items"] >= 150   # of 200 items, 400 users
   assert "collapsed" not in (workdir / "results.md").read_text()
-  assert "early stopping" in proc.stdout or "best val_recall@10" in proc.stdout
+  assert "best val_ndcg@10" in proc.stdout        # the validation-picked checkpoint
 
 
 def test_the_known_answer_data_is_what_it_says(tmp_path):
