@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genret_jax.decoding import beam_search as bs
+from genret_jax.decoding import beam as bs
 from genret_jax.decoding import candidates as cand_lib
 from genret_jax.decoding import trie as trie_lib
 

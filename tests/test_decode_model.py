@@ -107,7 +107,7 @@ def test_evaluate_generative_both_protocols(model):
   from genret_jax.decoding import config as decoding_config
   from genret_jax.evaluation import generative, metrics
   from types import SimpleNamespace
-  from genret_jax.decoding import beam_search as bs
+  from genret_jax.decoding import beam as bs
   module, params, queries, codes = model
   table = SimpleNamespace(codes=codes, level_sizes=SIZES)   # what an IdTable gives
   dec, ev = decoding_config.default_config(), decoding_config.eval_config()

@@ -71,6 +71,12 @@ def test_sizes_and_vocab_padding():
     network.t5_config("xl", 10)
   with pytest.raises(ValueError, match=r"unknown T5Config fields \['emb'\]"):
     network.t5_config("tiny", 10, emb=3)
+  # every dimension given: no size name needed.
+  tiny_dims = {f: getattr(network.t5_config("tiny", 10), f) for f in network.DIM_FIELDS}
+  assert network.t5_config(None, 10, **tiny_dims) == network.t5_config("tiny", 10)
+  with pytest.raises(ValueError, match=r"without a size needs every dimension; missing "
+                                       r"\['mlp_dim'\]"):
+    network.t5_config(None, 10, **{k: v for k, v in tiny_dims.items() if k != "mlp_dim"})
   with pytest.raises(ValueError, match="vocab_size must be positive"):
     network.pad_vocab_size(0)
 
@@ -306,14 +312,15 @@ def test_beams_share_projected_cross_kv(tiny):
                        encoder_input_tokens=enc, beams=k)
 
 
-def test_cache_take_reorders_sequences(tiny):
+def test_beam_gather_reorders_cached_sequences(tiny):
+  from genret_jax.decoding import beam as bs
   model, params = tiny.model, tiny.params
   enc, dec_in, _ = _batch(np.random.default_rng(10))
-  enc[1] = enc[0]  # same query for both rows, as for two beams
+  enc[1] = enc[0]  # same query for both rows: one query with two beams
   encoded = tiny.encode(params, enc)
 
   @jax.jit
-  def run(cache, encoded, enc, tokens):  # tokens [N, n]: n cached steps -> last logits
+  def run(cache, tokens):  # tokens [2, n]: n cached steps -> last logits
     def step(cache, token):
       logits, mutated = model.apply({"params": params, "cache": cache}, encoded, enc,
                                     token[:, None], token[:, None], enable_dropout=False,
@@ -323,15 +330,14 @@ def test_cache_take_reorders_sequences(tiny):
     return cache, logits[-1]
 
   prefix, last = dec_in[:, :4], dec_in[:, 4:5]
-  cache, _ = run(network.init_cache(model, B, T, S), encoded, enc, prefix)
-  order = np.array([1, 0, 1], np.int32)  # reorder and expand to 3 sequences
-  moved = network.cache_take(cache, order)
-  assert moved["decoder"]["layers_0"]["self_attention"]["cached_key"].shape[0] == 3
-  enc3, encoded3 = enc[order], encoded[order]
-  _, got = run(moved, encoded3, enc3, last[order])
-  full_cache, _ = run(network.init_cache(model, 3, T, S), encoded3, enc3, prefix[order])
-  _, want = run(full_cache, encoded3, enc3, last[order])
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  cache, _ = run(network.init_cache(model, B, T, S), prefix)
+  for order in ([1, 0], [1, 1]):  # swap the beams; one beam taking both places
+    origin = jnp.asarray([order], jnp.int32)               # [queries 1, beams 2]
+    moved = jax.tree_util.tree_map(lambda x, o=origin: bs.gather_beams(x, o, 1, B), cache)
+    _, got = run(moved, last[order])
+    full_cache, _ = run(network.init_cache(model, B, T, S), prefix[order])
+    _, want = run(full_cache, last[order])
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("bits", [16, 32])
@@ -419,6 +425,14 @@ def test_config_block_builds_the_network_config():
   cfg = builder.t5_config_from_block(block, 1000)
   assert (cfg.emb_dim, cfg.dtype, cfg.logits_via_embedding, cfg.vocab_size) == \
       (512, jnp.bfloat16, True, 1024)
+  block = model_config.default_config()
+  block.update(size="", **TINY_DIMS)                # '' with every dimension key set
+  assert builder.t5_config_from_block(block, 1000) == network.t5_config("tiny", 1000,
+                                                                        dropout_rate=0.0)
+  block.mlp_dim = 0
+  with pytest.raises(ConfigError, match="config.model.size: '' needs every dimension key set "
+                                        r"\(> 0\); model.mlp_dim missing"):
+    builder.t5_config_from_block(block, 1000)
   for key, value, message in [("size", "xl", "'xl' is not one of tiny, small, base, large"),
                               ("dtype", "float16", "'float16' is not one of"),
                               ("dropout_rate", 1.0, r"must be in \[0, 1\), got 1.0"),

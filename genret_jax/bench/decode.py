@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genret_jax.bench import models
-from genret_jax.decoding import beam_search as bs
+from genret_jax.decoding import beam as bs
 from genret_jax.decoding import model_decode
 from genret_jax.decoding import trie as trie_lib
 from genret_jax.model import network

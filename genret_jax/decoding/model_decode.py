@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from genret_jax.decoding import beam_search as bs
+from genret_jax.decoding import beam as bs
 from genret_jax.model import network
 
 
@@ -63,9 +63,9 @@ def search(module: network.Transformer, params: Any, encoder_input_tokens: jax.A
     num_groups, diversity_penalty: diverse mode only.
     num_steps: tokens to generate; only (and then required) without a constraint.
     decode_fn: the search (T5X's `decode_fn`), called as `beam_search` is;
-      default `beam_search.beam_search`.
+      default `beam.beam_search`.
   Returns:
-    `beam_search.BeamSearchOutput`.
+    `beam.BeamSearchOutput`.
   """
   b = encoder_input_tokens.shape[0]
   steps = bs.decode_length(constraint, num_steps)

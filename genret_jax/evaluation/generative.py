@@ -21,7 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from genret_jax.decoding import beam_search as bs
+from genret_jax.decoding import beam as bs
 from genret_jax.decoding import candidates as cand_lib
 from genret_jax.decoding import config as decoding_config
 from genret_jax.decoding import model_decode

@@ -51,24 +51,36 @@ def dim_overrides(model_cfg: Any) -> dict[str, int]:
   return out
 
 
+def _size(model_cfg: Any, dims: dict[str, int]) -> str | None:
+  """`model.size`, or None for '' when every dimension key is set."""
+  if model_cfg.size == "":
+    missing = [k for k in model_config.DIM_KEYS if k not in dims]
+    if missing:
+      raise ConfigError("model.size", f"'' needs every dimension key set (> 0); "
+                        f"{', '.join('model.' + k for k in missing)} missing")
+    return None
+  if model_cfg.size not in network.SIZES:
+    raise ConfigError("model.size", f"{model_cfg.size!r} is not one of "
+                      f"{', '.join(network.SIZES)} (or '' with every dimension key set)")
+  return model_cfg.size
+
+
 def t5_config_from_block(model_cfg: Any, vocab_size: int) -> network.T5Config:
   """T5Config of `model.size` for a vocabulary of `vocab_size` (padded to 128s),
   with each dimension key (`model.emb_dim`, `model.num_heads`, ...) that is > 0
-  replacing the size's value.
+  replacing the size's value (`model.size` '' when all six are set).
 
   Raises:
     ConfigError: an unknown size or dtype, a dropout rate outside [0, 1),
       attention_dropout_bits not 16 or 32, or a negative / non-integer
       dimension key.
   """
-  if model_cfg.size not in network.SIZES:
-    raise ConfigError("model.size", f"{model_cfg.size!r} is not one of "
-                      f"{', '.join(network.SIZES)}")
-  return network.t5_config(model_cfg.size, vocab_size, dtype=_dtype(model_cfg),
+  dims = dim_overrides(model_cfg)
+  return network.t5_config(_size(model_cfg, dims), vocab_size, dtype=_dtype(model_cfg),
                            dropout_rate=_dropout(model_cfg),
                            attention_dropout_bits=_dropout_bits(model_cfg),
                            logits_via_embedding=bool(model_cfg.logits_via_embedding),
-                           **dim_overrides(model_cfg))
+                           **dims)
 
 
 def validate(model_cfg: Any) -> None:

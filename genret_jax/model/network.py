@@ -73,21 +73,39 @@ _SIZES: dict[str, dict[str, int]] = {
 SIZES = tuple(_SIZES)
 
 
-def t5_config(size: str, vocab_size: int, **overrides: Any) -> T5Config:
+# The T5Config fields a size fixes.
+DIM_FIELDS = ("emb_dim", "num_heads", "head_dim", "mlp_dim", "num_encoder_layers",
+              "num_decoder_layers")
+
+
+def _size_dims(size: str | None, overrides: dict[str, Any]) -> dict[str, int]:
+  """The dimensions of `size`; {} for None, when `overrides` give every one."""
+  if size is None:
+    missing = [f for f in DIM_FIELDS if f not in overrides]
+    if missing:
+      raise ValueError(f"t5_config without a size needs every dimension; missing {missing}")
+    return {}
+  if size not in _SIZES:
+    raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
+  return dict(_SIZES[size])
+
+
+def t5_config(size: str | None, vocab_size: int, **overrides: Any) -> T5Config:
   """The T5Config of a named size with `vocab_size` padded to a multiple of 128.
 
   Args:
-    size: one of SIZES (tiny, small, base, large).
+    size: one of SIZES (tiny, small, base, large), or None when `overrides`
+      give every dimension (DIM_FIELDS).
     vocab_size: the real vocabulary size (text pieces + extra tokens).
-    **overrides: any T5Config field (e.g. dtype, dropout_rate).
+    **overrides: any T5Config field (e.g. dtype, dropout_rate, emb_dim).
+  Raises:
+    ValueError: an unknown size or field, or size None with a dimension missing.
   """
-  if size not in _SIZES:
-    raise ValueError(f"unknown model size {size!r}; choose one of {', '.join(SIZES)}")
   fields = {f.name for f in dataclasses.fields(T5Config)}
   unknown = sorted(set(overrides) - fields)
   if unknown:
     raise ValueError(f"unknown T5Config fields {unknown}")
-  kwargs = dict(_SIZES[size])
+  kwargs = _size_dims(size, overrides)
   kwargs.update(overrides)
   return T5Config(vocab_size=pad_vocab_size(vocab_size), **kwargs)
 
@@ -355,13 +373,3 @@ def init_cache(module: Transformer, batch_size: int, max_decode_length: int,
     return x
 
   return jax.tree_util.tree_map_with_path(per_beam, mutated["cache"])
-
-
-def cache_take(cache: Any, indices: Array) -> Any:
-  """Rows `indices` (int[N]) of every per-sequence cache array -> a cache for N sequences.
-
-  For beam search: reorder or expand the batch*beam rows of the KV cache after
-  a top-k. `cache_index` (a scalar shared by all rows) is kept as it is.
-  """
-  return jax.tree_util.tree_map(
-      lambda x: x if x.ndim == 0 else jnp.take(x, indices, axis=0), cache)
