@@ -96,12 +96,21 @@ def test_write_results(tmp_path):
   assert json.load(open(jpath)) == {"joint": {"search": {"mrr": 0.25, "recall@10": 0.5},
                                               "rec": {"recall@10": 0.125, "hr@1": 0.0625}},
                                     "rec_only": {"rec": {"recall@10": 0.1}}}
-  assert open(mpath).read() == (
+  assert open(mpath).read() == (                 # compact table, then every metric
+      "| model | task | recall@10 | mrr |\n"
+      "|---|---|---:|---:|\n"
+      "| joint | search | 0.5000 | 0.2500 |\n"
+      "| joint | rec | 0.1250 |  |\n"
+      "| rec_only | rec | 0.1000 |  |\n"
+      "\n### All metrics\n\n"
       "| model | task | recall@10 | hr@1 | mrr |\n"
       "|---|---|---:|---:|---:|\n"
       "| joint | search | 0.5000 |  | 0.2500 |\n"
       "| joint | rec | 0.1250 | 0.0625 |  |\n"
       "| rec_only | rec | 0.1000 |  |  |\n")
+  only_compact = {"m": {"t": {"recall@10": 0.5, "ndcg@10": 0.25}}}
+  assert results.results_markdown(only_compact) == (
+      "| model | task | recall@10 | ndcg@10 |\n|---|---|---:|---:|\n| m | t | 0.5000 | 0.2500 |\n")
   with pytest.raises(ValueError, match=r"results\['m'\]\['t'\]\['x'\] = 'a' is not a number"):
     results.write_results({"m": {"t": {"x": "a"}}}, str(tmp_path / "bad"))
   with pytest.raises(ValueError, match=r"results\['m'\] must be"):

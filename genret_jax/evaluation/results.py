@@ -16,16 +16,32 @@ def _metric_order(name: str):
   return (rank, kind, int(m.group(2)) if m else 0)
 
 
-def results_markdown(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-  """One Markdown table: a row per (model, task), a column per metric."""
-  metrics = sorted({m for tasks in results.values() for ms in tasks.values() for m in ms},
-                   key=_metric_order)
+# The compact table's columns, in this order, where any row has them (sampled_* come
+# from GenSAR's 1 + 99 candidate protocol).
+COMPACT_METRICS = ("recall@10", "recall@30", "ndcg@10", "mrr",
+                   "sampled_hr@10", "sampled_ndcg@10")
+
+
+def _table(results: Mapping[str, Mapping[str, Mapping[str, float]]], metrics: list[str]
+           ) -> list[str]:
   lines = ["| model | task | " + " | ".join(metrics) + " |",
            "|---|---|" + "---:|" * len(metrics)]
   for model, tasks in results.items():
     for task, ms in tasks.items():
       cells = [f"{ms[m]:.4f}" if m in ms else "" for m in metrics]
       lines.append(f"| {model} | {task} | " + " | ".join(cells) + " |")
+  return lines
+
+
+def results_markdown(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
+  """Two Markdown tables, a row per (model, task): the compact one (`COMPACT_METRICS`
+  that any row has), then every metric under "All metrics"."""
+  metrics = sorted({m for tasks in results.values() for ms in tasks.values() for m in ms},
+                   key=_metric_order)
+  compact = [m for m in COMPACT_METRICS if m in metrics]
+  lines = _table(results, compact) if compact else []
+  if metrics != compact:
+    lines += ([""] if lines else []) + ["### All metrics", ""] + _table(results, metrics)
   return "\n".join(lines) + "\n"
 
 
