@@ -30,7 +30,7 @@ def test_scores_match_bm25s_per_query_reference():
   want = np.stack([ref.get_scores(q) if q else np.zeros(5, np.float32) for q in
                    bm25s.tokenize(queries, stopwords="en", return_ids=False,
                                   show_progress=False)])
-  np.testing.assert_allclose(bm25.score(index, queries), want, rtol=1e-6)
+  np.testing.assert_allclose(bm25.score(index, queries), want, rtol=1e-5)
   assert (bm25.score(index, queries)[3] == 0).all()
 
 

@@ -90,4 +90,4 @@ def test_resume_keeps_the_checkpoint_shard_count(tmp_path):
   resumed = trainer.train(default, workdir, mixture_name=TASK, vocab_size=train_tasks.VOCAB_SIZE)
   assert resumed["resumed_from"] == 2 and resumed["first_step"] == 3
   np.testing.assert_allclose(resumed["history"]["loss"], reference["history"]["loss"][2:],
-                             rtol=0, atol=1e-6)
+                             rtol=1e-5)
