@@ -37,7 +37,7 @@ DIM_KEYS = ("num_encoder_layers", "num_decoder_layers", "emb_dim", "num_heads", 
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.size = "tiny"             # tiny | small | base | large
+  c.size = "tiny"             # tiny | small | base | large | "" (every dimension key set)
   # Per-dimension overrides of the size's values (DIM_KEYS); 0 = the size's value.
   # E.g. TIGER (configs/tiger.py): 4 + 4 layers, emb_dim 128, 6 heads x 64, mlp 1024.
   c.num_encoder_layers = 0

@@ -15,7 +15,7 @@ axis rules and every host feeds only its own rows of each global batch.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -195,124 +195,182 @@ def train_model(config: ml_collections.ConfigDict, workdir: str, model: nn.Modul
   mesh, rules = _mesh_and_rules(config, devices)
   validate(config, mesh)
   lengths = feature_lengths(config)
-  batch_size, num_steps = int(cfg.batch_size), int(cfg.num_steps)
   sharding = step_lib.batch_sharding(mesh)
-  shards = input_pipeline.num_input_shards(cfg.input_shards, batch_size, sharding)
+  shards = input_pipeline.num_input_shards(cfg.input_shards, int(cfg.batch_size), sharding)
   tx = optim.make_optimizer(cfg)
-  schedule = optim.learning_rate_schedule(cfg)
   abstract, shardings = state_lib.state_shardings(model, tx, mesh, rules, lengths["inputs"],
                                                   lengths["targets"])
-
   ckpt = checkpoints.Checkpointer(checkpoints.checkpoint_dir(workdir), cfg)
-  position = {"batches_consumed": 0, "batch_size": batch_size, "input_shards": shards,
+  begin = _initial_state(cfg, ckpt, model, tx, abstract, shardings, lengths, mixture_name,
+                         sharding, shards, init_params)
+  start = begin.resumed_from or 0
+  tracker = early_stopping.ValidationHistory(workdir, cfg.best_metric, cfg.best_mode,
+                                             int(cfg.patience), start, int(cfg.min_steps),
+                                             float(cfg.min_delta))
+  num_steps = int(cfg.num_steps)
+  if tracker.stopped_at is not None and tracker.stopped_at == start:
+    num_steps = start          # stopped early before: nothing left to run
+  shards = begin.position["input_shards"]
+  train_step = step_lib.jit_train_step(
+      step_lib.make_train_step(model, tx, optim.learning_rate_schedule(cfg), cfg), mesh, rules,
+      shardings)
+  evaluate = _evaluate_fn(cfg, validate_params, lambda: _Evaluator(
+      model, mesh, rules, shardings.params, mixture_name, lengths, cfg.eval_split,
+      int(cfg.batch_size), shards, int(cfg.eval_batches)))
+  loop = _Loop(cfg, ckpt, metrics_log.MetricsLogger(workdir, num_steps, start), tracker,
+               evaluate, begin.position, begin.resumed_from)
+  batches = input_pipeline.train_batches(
+      mixture_name, lengths, split=cfg.train_split, seed=int(cfg.seed),
+      batch_size=int(cfg.batch_size), shards=shards, sharding=sharding, pack=bool(cfg.pack),
+      start_step=start)
+  try:
+    state, num_steps = loop.run(begin.state, train_step, batches, sharding, start, num_steps,
+                                hooks)
+  finally:
+    ckpt.wait()  # the last good checkpoint is complete on disk, even on an error
+    ckpt.close()
+    loop.logger.close()
+  return loop.summary(state, start, num_steps, begin.resumed_from)
+
+
+class _Begin(NamedTuple):
+  """Where a run starts: its state, input position and the checkpoint step resumed
+  from (None for a fresh start)."""
+  state: state_lib.TrainState
+  position: dict[str, Any]
+  resumed_from: int | None
+
+
+def _initial_state(cfg: ml_collections.ConfigDict, ckpt: checkpoints.Checkpointer,
+                   model: nn.Module, tx: Any, abstract: state_lib.TrainState,
+                   shardings: state_lib.TrainState, lengths: dict[str, int],
+                   mixture_name: str, sharding: Any, shards: int, init_params: Any) -> _Begin:
+  """A fresh state, or the latest checkpoint's after checking that it continues
+  the same data stream (GenRetError / ConfigError when it cannot)."""
+  position = {"batches_consumed": 0, "batch_size": int(cfg.batch_size), "input_shards": shards,
               "seed": int(cfg.seed), "mixture": mixture_name, "pack": bool(cfg.pack)}
   resumed_from = ckpt.latest_step()
   if resumed_from is None:
     state = state_lib.init_train_state(model, tx, int(cfg.seed), shardings, lengths["inputs"],
                                        lengths["targets"], init_params)
-  else:
-    state, saved = ckpt.restore(resumed_from, abstract)
-    shards = _resumed_input_shards(cfg, saved, shards, sharding, ckpt.directory)
-    position["input_shards"] = shards
-    checkpoints.check_input_position(saved, position, ckpt.directory)
-    if int(state.step) != resumed_from or saved["batches_consumed"] != resumed_from:
-      raise GenRetError(f"checkpoint {ckpt.directory}/{resumed_from} is inconsistent: state "
-                        f"step {int(state.step)}, input position {saved['batches_consumed']}")
-  start = resumed_from or 0
-  tracker = early_stopping.ValidationHistory(workdir, cfg.best_metric, cfg.best_mode,
-                                             int(cfg.patience), start, int(cfg.min_steps),
-                                             float(cfg.min_delta))
-  if tracker.stopped_at is not None and tracker.stopped_at == start:
-    num_steps = start          # stopped early before: nothing left to run
+    return _Begin(state, position, None)
+  state, saved = ckpt.restore(resumed_from, abstract)
+  position["input_shards"] = _resumed_input_shards(cfg, saved, shards, sharding, ckpt.directory)
+  checkpoints.check_input_position(saved, position, ckpt.directory)
+  if int(state.step) != resumed_from or saved["batches_consumed"] != resumed_from:
+    raise GenRetError(f"checkpoint {ckpt.directory}/{resumed_from} is inconsistent: state "
+                      f"step {int(state.step)}, input position {saved['batches_consumed']}")
+  return _Begin(state, position, resumed_from)
 
-  train_step = step_lib.jit_train_step(step_lib.make_train_step(model, tx, schedule, cfg),
-                                       mesh, rules, shardings)
-  evaluator = None
-  if cfg.eval_every and not validate_params:
-    evaluator = _Evaluator(model, mesh, rules, shardings.params, mixture_name, lengths,
-                           cfg.eval_split, batch_size, shards, int(cfg.eval_batches))
-  logger = metrics_log.MetricsLogger(workdir, num_steps, start)
-  batches = input_pipeline.train_batches(
-      mixture_name, lengths, split=cfg.train_split, seed=int(cfg.seed), batch_size=batch_size,
-      shards=shards, sharding=sharding, pack=bool(cfg.pack), start_step=start)
 
-  history: list[dict[str, np.ndarray]] = []
-  window: list[dict[str, np.ndarray]] = []
-  pending: list[dict[str, jax.Array]] = []
-  last_saved = resumed_from
-  eval_metrics = None
+def _evaluate_fn(cfg: ml_collections.ConfigDict, validate_params: ValidateFn | None,
+                 make_evaluator: Callable[[], _Evaluator]) -> ValidateFn | None:
+  """params -> the periodic evaluation's metrics: validation retrieval when given,
+  else the eval loss of `train.eval_split` (with train.eval_every > 0); None for
+  no periodic evaluation."""
+  if validate_params is not None:
+    return lambda params: dict(validate_params(params))
+  if cfg.eval_every:
+    return make_evaluator()
+  return None
 
-  def flush(step: int) -> None:
-    """Fetches pending metrics; raises before anything after a NaN is saved."""
-    if not pending:
-      return
-    fetched = metrics_log.fetch(pending)
-    first = step - len(pending) + 1
-    pending.clear()
-    bad = metrics_log.first_non_finite(fetched, first)
-    if bad is not None:
-      raise metrics_log.NonFiniteLossError(*bad, last_checkpoint=last_saved,
-                                           checkpoint_dir=ckpt.directory)
-    history.append(fetched)
-    window.append(fetched)
 
-  log_every = int(cfg.log_every)
-  eval_every = int(cfg.eval_every) if evaluator or validate_params else 0
-  checkpoint_every = int(cfg.checkpoint_every)
-  try:
+class _Loop:
+  """The step loop: metrics fetched lazily, logging, periodic evaluation with
+  early stopping, checkpoints."""
+
+  def __init__(self, cfg: ml_collections.ConfigDict, ckpt: checkpoints.Checkpointer,
+               logger: metrics_log.MetricsLogger, tracker: early_stopping.ValidationHistory,
+               evaluate: ValidateFn | None, position: dict[str, Any], last_saved: int | None):
+    self.cfg, self.ckpt, self.logger, self.tracker = cfg, ckpt, logger, tracker
+    self.evaluate, self.position, self.last_saved = evaluate, position, last_saved
+    self.eval_every = int(cfg.eval_every) if evaluate else 0
+    self.history: list[dict[str, np.ndarray]] = []
+    self.window: list[dict[str, np.ndarray]] = []
+    self.pending: list[dict[str, jax.Array]] = []
+    self.eval_metrics: dict[str, float] | None = None
+
+  def run(self, state: state_lib.TrainState, train_step: Any, batches: Any, sharding: Any,
+          start: int, num_steps: int, hooks: Sequence[Hook]) -> tuple[Any, int]:
+    """Steps start+1..num_steps; returns (state, last step run)."""
     for step in range(start + 1, num_steps + 1):
-      batch = input_pipeline.to_global(next(batches), sharding, batch_size)
+      batch = input_pipeline.to_global(next(batches), sharding, int(self.cfg.batch_size))
       state, metrics = train_step(state, batch)
-      pending.append(metrics)
+      self.pending.append(metrics)
       for hook in hooks:
         hook(step)
-      is_last = step == num_steps
-      do_log = step % log_every == 0 or is_last
-      do_eval = bool(eval_every) and (step % eval_every == 0 or is_last)
-      do_save = is_last or bool(checkpoint_every and step % checkpoint_every == 0)
-      if do_log or do_eval or do_save:
-        flush(step)
-      if do_log:
-        logger.train(step, {k: np.concatenate([w[k] for w in window]) for k in window[0]})
-        window.clear()
-      stop = False
-      if do_eval:
-        eval_metrics = dict(evaluator(state.params) if evaluator else {})
-        eval_metrics.update(validate_params(state.params) if validate_params else {})
-        logger.eval(step, eval_metrics)
-        tracker.add(step, eval_metrics)
-        stop = tracker.should_stop()
-        do_save = do_save or stop
-      if do_save:
-        position["batches_consumed"] = step
-        ckpt.save(step, state, position, metrics=eval_metrics if do_eval else None)
-        last_saved = step
-      if do_eval:
-        if stop:
-          tracker.stopped_at = step
-          best = tracker.best()
-          logger.message(f"early stopping at step {step}: {cfg.best_metric} gained at most "
-                         f"{cfg.min_delta} in the last {cfg.patience} evaluations; best "
-                         f"{best[cfg.best_metric]:.4f} at step {best['step']}")
-        tracker.save()
-      if stop:
-        num_steps = step
-        break
-  finally:
-    ckpt.wait()  # the last good checkpoint is complete on disk, even on an error
-    ckpt.close()
-    logger.close()
+      if self.after_step(step, state, is_last=step == num_steps):
+        return state, step
+    return state, num_steps
 
-  hist = ({k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {})
-  return {
-      "first_step": start + 1, "last_step": num_steps, "resumed_from": resumed_from,
-      "first_loss": float(hist["loss"][0]) if hist else None,
-      "last_loss": float(hist["loss"][-1]) if hist else None,
-      "history": hist, "eval": eval_metrics, "state": state, "best": tracker.best(),
-      "best_metric": cfg.best_metric,
-      "stopped_early": tracker.stopped_at is not None,
-      "checkpoint_dir": ckpt.directory, "tensorboard_dir": logger.tensorboard_dir,
-  }
+  def after_step(self, step: int, state: state_lib.TrainState, is_last: bool) -> bool:
+    """Logs, evaluates and saves as due at `step`; True when training stops early."""
+    cfg = self.cfg
+    do_log = step % int(cfg.log_every) == 0 or is_last
+    do_eval = bool(self.eval_every) and (step % self.eval_every == 0 or is_last)
+    every = int(cfg.checkpoint_every)
+    do_save = is_last or bool(every and step % every == 0)
+    if do_log or do_eval or do_save:
+      self.flush(step)
+    if do_log:
+      self.logger.train(step, {k: np.concatenate([w[k] for w in self.window])
+                               for k in self.window[0]})
+      self.window.clear()
+    stop = self.run_evaluation(step, state.params) if do_eval else False
+    if do_save or stop:
+      self.position["batches_consumed"] = step
+      self.ckpt.save(step, state, self.position,
+                     metrics=self.eval_metrics if do_eval else None)
+      self.last_saved = step
+    if do_eval:
+      if stop:
+        self.stopped_early(step)
+      self.tracker.save()
+    return stop
+
+  def flush(self, step: int) -> None:
+    """Fetches pending metrics; raises before anything after a NaN is saved."""
+    if not self.pending:
+      return
+    fetched = metrics_log.fetch(self.pending)
+    first = step - len(self.pending) + 1
+    self.pending.clear()
+    bad = metrics_log.first_non_finite(fetched, first)
+    if bad is not None:
+      raise metrics_log.NonFiniteLossError(*bad, last_checkpoint=self.last_saved,
+                                           checkpoint_dir=self.ckpt.directory)
+    self.history.append(fetched)
+    self.window.append(fetched)
+
+  def run_evaluation(self, step: int, params: Any) -> bool:
+    """The periodic evaluation at `step`; True when early stopping says stop."""
+    self.eval_metrics = dict(self.evaluate(params))
+    self.logger.eval(step, self.eval_metrics)
+    self.tracker.add(step, self.eval_metrics)
+    return self.tracker.should_stop()
+
+  def stopped_early(self, step: int) -> None:
+    cfg = self.cfg
+    self.tracker.stopped_at = step
+    best = self.tracker.best()
+    self.logger.message(f"early stopping at step {step}: {cfg.best_metric} gained at most "
+                        f"{cfg.min_delta} in the last {cfg.patience} evaluations; best "
+                        f"{best[cfg.best_metric]:.4f} at step {best['step']}")
+
+  def summary(self, state: state_lib.TrainState, start: int, last_step: int,
+              resumed_from: int | None) -> dict[str, Any]:
+    """train_model's result (see its docstring)."""
+    hist = ({k: np.concatenate([h[k] for h in self.history]) for k in self.history[0]}
+            if self.history else {})
+    return {
+        "first_step": start + 1, "last_step": last_step, "resumed_from": resumed_from,
+        "first_loss": float(hist["loss"][0]) if hist else None,
+        "last_loss": float(hist["loss"][-1]) if hist else None,
+        "history": hist, "eval": self.eval_metrics, "state": state,
+        "best": self.tracker.best(), "best_metric": self.cfg.best_metric,
+        "stopped_early": self.tracker.stopped_at is not None,
+        "checkpoint_dir": self.ckpt.directory, "tensorboard_dir": self.logger.tensorboard_dir,
+    }
 
 
 def selected_step(config: ml_collections.ConfigDict, workdir: str) -> int | None:
