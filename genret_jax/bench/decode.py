@@ -239,89 +239,110 @@ def constraint_bench(trie, b, k, vocab, allowed_fn, seqs, repeats):
   return 1e3 * t_ours, (1e3 * t_py if allowed_fn is not None else None)
 
 
-def main(argv):
-  del argv
-  b, k, vocab = _BATCH.value, _BEAM.value, network.pad_vocab_size(_VOCAB.value)
-  steps = LEVELS
-  module, params = models.tiger_like_model(vocab)
-  rng = np.random.default_rng(1)
-  x = rng.integers(2, vocab, (b, _INPUT_LEN.value)).astype(np.int32)
-  rows, res = [], {"config": dict(batch_size=b, beam=k, vocab_size=vocab,
-                                  input_length=_INPUT_LEN.value, id_length=LEVELS,
-                                  model=models.TIGER_DIMS_TEXT,
-                                  backend=jax.default_backend(),
-                                  devices=jax.device_count())}
-  per_catalog = {}
-  for n in [int(s) for s in _ITEMS.value]:
-    codes = tiger_like_codes(n, seed=n)
+_MODES = (("ours", "constrained"), ("ours_unc", "unconstrained"))
+_SUMMARY_KEYS = ("speedup_vs_hf_trie", "speedup_vs_python_trie",
+                 "search_step_speedup_vs_python_trie", "constraint_speedup_vs_python_trie",
+                 "constrained_over_unconstrained", "constrained_over_unconstrained_1m",
+                 "table_mb_per_million_items", "table_build_seconds_1m",
+                 "latency_ratio_1m_over_10k", "search_step_ratio_1m_over_10k")
+
+
+def build_catalog(n: int) -> tuple[np.ndarray, trie_lib.Trie, dict]:
+  """(codes int32[n, 4], the trie on device, the catalog's table record)."""
+  codes = tiger_like_codes(n, seed=n)
+  t0 = time.perf_counter()
+  trie = trie_lib.build_trie(codes, level_offsets(), [CODES] * LEVELS)
+  build_s = time.perf_counter() - t0
+  trie = jax.device_put(trie)
+  info = dict(items=n, table_mb=trie.nbytes / 2**20, build_seconds=build_s,
+              levels=[type(lv).__name__ for lv in trie.levels],
+              widths=[lv.width for lv in trie.levels])
+  return codes, trie, info
+
+
+def compile_ours(module, params, x, trie, info: dict) -> bs.BeamSearchOutput:
+  """Compiles both modes (seconds, XLA's GFLOP, the unconstrained invalid-ID rate into
+  `info`); returns the constrained output."""
+  kw = dict(beam_size=_BEAM.value, num_results=_BEAM.value)
+  outs = {}
+  for name, mode in _MODES:
     t0 = time.perf_counter()
-    trie = trie_lib.build_trie(codes, level_offsets(), [CODES] * LEVELS)
-    build_s = time.perf_counter() - t0
-    trie = jax.device_put(trie)
-    info = dict(items=n, table_mb=trie.nbytes / 2**20, build_seconds=build_s,
-                levels=[type(lv).__name__ for lv in trie.levels],
-                widths=[lv.width for lv in trie.levels])
-    kw = dict(beam_size=k, num_results=k)
-    for name, mode in (("ours", "constrained"), ("ours_unc", "unconstrained")):
-      t0 = time.perf_counter()
-      out = model_decode.search_jit(module, params, x, trie, mode=mode, **kw)
-      jax.block_until_ready(out)
-      info[f"{name}_compile_seconds"] = time.perf_counter() - t0
-      cost = model_decode.search_jit.lower(module, params, x, trie, mode=mode,
-                                           **kw).compile().cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      info[f"{name}_gflop"] = float(cost.get("flops", float("nan"))) / 1e9
-      if mode == "constrained":
-        ours_out = out
-      if mode == "unconstrained":
-        alive = np.isfinite(np.asarray(out.beam_scores))
-        info["unconstrained_invalid_rate"] = float(
-            ((np.asarray(out.beam_leaves) < 0) & alive).sum() / alive.sum())
-    t = {"ours": [], "ours_unc": []}
-    for _ in range(_REPEATS.value):        # interleaved, so load changes hit both
-      for name, mode in (("ours", "constrained"), ("ours_unc", "unconstrained")):
-        t[name].append(_timed(lambda m=mode: model_decode.search_jit(
-            module, params, x, trie, mode=m, **kw), 1))
-    for name in t:
-      info[f"{name}_batch_seconds"] = float(np.median(t[name]))
-    seqs = codes + np.array(level_offsets())
-    fn = None
-    if n <= 200_000:
-      root = dict_trie(seqs)
-      fn = make_prefix_allowed_tokens_fn(root)
-      py = PythonTrieSearch(module, params, k, vocab)
-      py(x, fn, steps)   # compile
-      info["py_trie_batch_seconds"] = _timed(lambda: py(x, fn, steps)[0], _SLOW.value)
-      # Same model, same search: the best identifier per query must agree.
-      _, py_seqs = py(x, fn, steps)
-      best_py = py_seqs.reshape(b, k, -1)[:, 0, 1:]
-      best_ours = np.asarray(ours_out.sequences)[:, 0]
-      info["py_trie_top1_agreement"] = float((best_py == best_ours).all(1).mean())
-      if not _SKIP_HF.value:
-        hf = make_hf(vocab)
-        hf_generate(hf, x[:2], k, steps, fn)   # warm-up
-        info["hf_trie_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, fn),
-                                               _SLOW.value)
-        info["hf_unc_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, None),
-                                              _SLOW.value)
-    # the decoding step without the model (fixed log-probs).
-    t_ours, t_py = search_step_bench(trie, b, k, vocab, py if fn else None, fn, _SLOW.value)
-    info["step_ours_ms"] = 1e3 * t_ours
-    if t_py is not None:
-      info["step_py_trie_ms"] = 1e3 * t_py
-    c_ours, c_py = constraint_bench(trie, b, k, vocab, fn, seqs, _SLOW.value)
-    info["constraint_ours_ms"] = c_ours
-    if c_py is not None:
-      info["constraint_py_trie_ms"] = c_py
-    per_catalog[n] = info
-    logging.info("catalog %d: %s", n, info)
-    for m in ("ours", "ours_unc", "py_trie", "hf_trie", "hf_unc"):
-      if f"{m}_batch_seconds" in info:
-        s = info[f"{m}_batch_seconds"]
-        rows.append((n, m, b / s, 1e3 * s / steps, s))
-  res["catalogs"] = {str(n): v for n, v in per_catalog.items()}
+    outs[mode] = jax.block_until_ready(
+        model_decode.search_jit(module, params, x, trie, mode=mode, **kw))
+    info[f"{name}_compile_seconds"] = time.perf_counter() - t0
+    cost = model_decode.search_jit.lower(module, params, x, trie, mode=mode,
+                                         **kw).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    info[f"{name}_gflop"] = float(cost.get("flops", float("nan"))) / 1e9
+  un = outs["unconstrained"]
+  alive = np.isfinite(np.asarray(un.beam_scores))
+  info["unconstrained_invalid_rate"] = float(
+      ((np.asarray(un.beam_leaves) < 0) & alive).sum() / alive.sum())
+  return outs["constrained"]
+
+
+def time_ours(module, params, x, trie, info: dict) -> None:
+  """Median seconds per batch of both modes, interleaved so load changes hit both."""
+  kw = dict(beam_size=_BEAM.value, num_results=_BEAM.value)
+  t = {name: [] for name, _ in _MODES}
+  for _ in range(_REPEATS.value):
+    for name, mode in _MODES:
+      t[name].append(_timed(lambda m=mode: model_decode.search_jit(
+          module, params, x, trie, mode=m, **kw), 1))
+  for name in t:
+    info[f"{name}_batch_seconds"] = float(np.median(t[name]))
+
+
+def python_baselines(seqs: np.ndarray, module, params, x, vocab: int,
+                     ours_out: bs.BeamSearchOutput, info: dict):
+  """Times the per-beam dict-trie search (and Hugging Face's unless --skip_hf); returns
+  (the allowed-tokens callback, the Python search) for the step benchmarks."""
+  b, k, steps = x.shape[0], _BEAM.value, LEVELS
+  fn = make_prefix_allowed_tokens_fn(dict_trie(seqs))
+  py = PythonTrieSearch(module, params, k, vocab)
+  py(x, fn, steps)   # compile
+  info["py_trie_batch_seconds"] = _timed(lambda: py(x, fn, steps)[0], _SLOW.value)
+  # Same model, same search: the best identifier per query must agree.
+  _, py_seqs = py(x, fn, steps)
+  best_py = py_seqs.reshape(b, k, -1)[:, 0, 1:]
+  best_ours = np.asarray(ours_out.sequences)[:, 0]
+  info["py_trie_top1_agreement"] = float((best_py == best_ours).all(1).mean())
+  if not _SKIP_HF.value:
+    hf = make_hf(vocab)
+    hf_generate(hf, x[:2], k, steps, fn)   # warm-up
+    info["hf_trie_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, fn),
+                                           _SLOW.value)
+    info["hf_unc_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, None),
+                                          _SLOW.value)
+  return fn, py
+
+
+def bench_catalog(n: int, module, params, x, vocab: int) -> dict:
+  """Every measurement of one catalog size."""
+  codes, trie, info = build_catalog(n)
+  ours_out = compile_ours(module, params, x, trie, info)
+  time_ours(module, params, x, trie, info)
+  seqs = codes + np.array(level_offsets())
+  fn = py = None
+  if n <= 200_000:
+    fn, py = python_baselines(seqs, module, params, x, vocab, ours_out, info)
+  # the decoding step without the model (fixed log-probs).
+  t_ours, t_py = search_step_bench(trie, x.shape[0], _BEAM.value, vocab, py, fn, _SLOW.value)
+  info["step_ours_ms"] = 1e3 * t_ours
+  if t_py is not None:
+    info["step_py_trie_ms"] = 1e3 * t_py
+  c_ours, c_py = constraint_bench(trie, x.shape[0], _BEAM.value, vocab, fn, seqs, _SLOW.value)
+  info["constraint_ours_ms"] = c_ours
+  if c_py is not None:
+    info["constraint_py_trie_ms"] = c_py
+  logging.info("catalog %d: %s", n, info)
+  return info
+
+
+def summarize(per_catalog: dict[int, dict]) -> dict[str, float]:
+  """Ratios between methods (smallest catalog) and between catalog sizes."""
   small, large = per_catalog[min(per_catalog)], per_catalog[max(per_catalog)]
-  res["speedup_vs_python_trie"] = small["py_trie_batch_seconds"] / small["ours_batch_seconds"]
+  res = {"speedup_vs_python_trie": small["py_trie_batch_seconds"] / small["ours_batch_seconds"]}
   if "hf_trie_batch_seconds" in small:
     res["speedup_vs_hf_trie"] = small["hf_trie_batch_seconds"] / small["ours_batch_seconds"]
   res["search_step_speedup_vs_python_trie"] = small["step_py_trie_ms"] / small["step_ours_ms"]
@@ -335,10 +356,18 @@ def main(argv):
   res["table_build_seconds_1m"] = large["build_seconds"] * 1e6 / large["items"]
   res["latency_ratio_1m_over_10k"] = large["ours_batch_seconds"] / small["ours_batch_seconds"]
   res["search_step_ratio_1m_over_10k"] = large["step_ours_ms"] / small["step_ours_ms"]
+  return res
+
+
+def print_tables(per_catalog: dict[int, dict], res: dict, batch: int) -> None:
+  """The markdown tables and ratios of docs/benchmarks.md."""
   print("| items | method | queries/s | ms/step | s/batch |")
   print("|---:|---|---:|---:|---:|")
-  for n, m, qps, ms, s in rows:
-    print(f"| {n} | {m} | {qps:.1f} | {ms:.1f} | {s:.3f} |")
+  for n, v in per_catalog.items():
+    for m in ("ours", "ours_unc", "py_trie", "hf_trie", "hf_unc"):
+      if f"{m}_batch_seconds" in v:
+        s = v[f"{m}_batch_seconds"]
+        print(f"| {n} | {m} | {batch / s:.1f} | {1e3 * s / LEVELS:.1f} | {s:.3f} |")
   print()
   for n, v in per_catalog.items():
     print(f"catalog {n}: ours {v['ours_gflop']:.1f} GFLOP per batch (XLA cost analysis), "
@@ -354,14 +383,25 @@ def main(argv):
           f"{v.get('step_py_trie_ms', nan):.1f} | {v['constraint_ours_ms']:.3f} | "
           f"{v.get('constraint_py_trie_ms', nan):.1f} |")
   print()
-  for key in ("speedup_vs_hf_trie", "speedup_vs_python_trie",
-              "search_step_speedup_vs_python_trie",
-              "constraint_speedup_vs_python_trie", "constrained_over_unconstrained",
-              "constrained_over_unconstrained_1m", "table_mb_per_million_items",
-              "table_build_seconds_1m", "latency_ratio_1m_over_10k",
-              "search_step_ratio_1m_over_10k"):
+  for key in _SUMMARY_KEYS:
     if key in res:
       print(f"{key}: {res[key]:.3f}")
+
+
+def main(argv):
+  del argv
+  b, vocab = _BATCH.value, network.pad_vocab_size(_VOCAB.value)
+  module, params = models.tiger_like_model(vocab)
+  x = np.random.default_rng(1).integers(2, vocab, (b, _INPUT_LEN.value)).astype(np.int32)
+  per_catalog = {n: bench_catalog(n, module, params, x, vocab)
+                 for n in [int(s) for s in _ITEMS.value]}
+  res = {"config": dict(batch_size=b, beam=_BEAM.value, vocab_size=vocab,
+                        input_length=_INPUT_LEN.value, id_length=LEVELS,
+                        model=models.TIGER_DIMS_TEXT, backend=jax.default_backend(),
+                        devices=jax.device_count()),
+         "catalogs": {str(n): v for n, v in per_catalog.items()}}
+  res.update(summarize(per_catalog))
+  print_tables(per_catalog, res, b)
   with open(_OUT.value, "w") as f:
     json.dump(res, f, indent=1)
 
