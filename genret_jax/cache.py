@@ -32,7 +32,7 @@ def warn(message: str) -> None:
 def sha256(path: str) -> str:
   """sha256 hex of a file (cached while its size and mtime are unchanged)."""
   st = os.stat(path)
-  key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+  key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
   if key not in _SHA256:
     h = hashlib.sha256()
     with open(path, "rb") as f:

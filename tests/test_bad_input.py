@@ -259,6 +259,11 @@ CASES = [
     Case("gen_huge_bad_behaviour", gen(events=[dict(EVENT, behaviour="x" * 200_000)]),
          f"{{d}}/events.jsonl:1: behaviour: unknown behaviour '{'x' * 80}'... (200,000 "
          "characters) (expected rec or search)"),
+    Case("gen_timestamp_5000_digits", gen(events=[dict(EVENT, timestamp="7" * 5000)]),
+         f"{{d}}/events.jsonl:1: timestamp: {OOR}: '{'7' * 80}'... (5,000 characters)"),
+    Case("gen_unquoted_5000_digit_number",
+         gen(events=['{"user_id": "u", "timestamp": ' + "7" * 5000 + "}"]),
+         "{d}/events.jsonl:1: not a JSON object (a number with more than 4300 digits)"),
     Case("gen_deeply_nested_json", gen(events=["[" * 100_000 + "]" * 100_000]),
          "{d}/events.jsonl:1: not a JSON object (nested too deeply)"),
     Case("gen_json_array_line", gen(events=['["alice", "p1"]']),
@@ -272,9 +277,10 @@ CASES = [
     Case("gen_odd_ids_no_text", gen(
         items=[{"item_id": 1}, {"item_id": "p1"}],
         events=[dict(EVENT, user_id=123456789012345678901234),
+                dict(EVENT, user_id="9" * 5000),
                 dict(EVENT, user_id="\u00b2", item_id=1, timestamp="5"),
                 dict(SEARCH, user_id=7, query=2024)]),
-        Counts(items=2, users=3, rec=2, search=1)),
+        Counts(items=2, users=4, rec=3, search=1)),
     # --- generic CSV
     Case("csv_timestamp_superscript",
          gen_csv(events="user_id,item_id,timestamp,behaviour\nu,p1,\u00b9\u00b2,rec\n"),
@@ -327,7 +333,7 @@ def test_no_silent_coercion_of_valid_odd_values(tmp_path):
   CASES[[c.name for c in CASES].index("gen_odd_ids_no_text")].build(d)
   catalog, events = _load(d, "generic", {})
   assert list(catalog.item_ids) == ["1", "p1"]
-  assert sorted(events.user_ids) == ["123456789012345678901234", "7", "\u00b2"]
+  assert sorted(events.user_ids) == ["123456789012345678901234", "7", "9" * 5000, "\u00b2"]
   assert list(events.query[events.behaviour == 1]) == ["2024"]
   r = tmp_path / "r"
   r.mkdir()

@@ -272,7 +272,7 @@ def reusable(config: ml_collections.ConfigDict, out: str) -> dict | None:
     manifest = prepared_lib.read_manifest(out)
     if manifest is None or manifest["config_hash"] != config_hash(config):
       return None
-    return prepared_lib.verify(out)
+    return prepared_lib.verify(out, hint="")
   except DataError as e:
     cache.warn(f"{e}; rebuilding the prepared dataset")
     return None

@@ -211,8 +211,13 @@ def read_manifest(path: str) -> dict | None:
   return manifest
 
 
-def verify(path: str) -> dict:
+HINT = "; rerun --mode=prepare (it rebuilds the prepared dataset)"
+
+
+def verify(path: str, hint: str = HINT) -> dict:
   """The manifest of a complete prepared dataset whose files match it (size and sha256).
+
+  `hint` ends the error message of a damaged file.
 
   Raises:
     DataError: no manifest, an unreadable one, or a file that is missing,
@@ -226,8 +231,7 @@ def verify(path: str) -> dict:
   record = {n: [sizes[n], h] if n in sizes else h for n, h in manifest["files"].items()}
   bad = cache.check_files(path, record, MANIFEST)
   if bad:
-    raise DataError(os.path.join(path, bad[0]), f"{bad[1]}; rerun --mode=prepare (it "
-                    "rebuilds the prepared dataset)")
+    raise DataError(os.path.join(path, bad[0]), bad[1] + hint)
   return manifest
 
 

@@ -47,7 +47,7 @@ def numeric_ids(keys: np.ndarray | list[str]) -> bool:
   joined = "".join(keys)
   if not keys or not joined.isascii() or not joined.isdigit() or not all(keys):
     return False
-  return all(len(k) < 19 or int(k) < 1 << 63 for k in keys)
+  return all(len(k) < 19 or (len(k.lstrip("0")) <= 19 and int(k) < 1 << 63) for k in keys)
 
 
 def dense_ids(keys: np.ndarray, numeric: bool = False) -> tuple[np.ndarray, np.ndarray]:

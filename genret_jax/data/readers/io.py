@@ -21,6 +21,7 @@ import os
 import pathlib
 import re
 import stat
+import sys
 import zlib
 
 import numpy as np
@@ -297,7 +298,9 @@ def int_value(v, what: str = "an integer") -> int | str:
     n = int(v)
   else:
     s = v.strip()
-    if _INT_TEXT.fullmatch(s):
+    if _INT_TEXT.fullmatch(s) and len(s.lstrip("+-").lstrip("0")) > 19:
+      return f"out of range for {what} (a signed 64-bit integer): {quote(s)}"  # int() refuses
+    if _INT_TEXT.fullmatch(s):                                             # > 4300 digits
       n = int(s)
     elif _FLOAT_TEXT.fullmatch(s) and math.isfinite(float(s)) and float(s) == int(float(s)):
       n = int(float(s))
@@ -432,7 +435,7 @@ def read_jsonl(path: str | os.PathLike, *, python_literals: bool = False
       continue
     try:
       obj = json.loads(s)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:   # JSONDecodeError, or a > 4300-digit number
       obj = None
       if python_literals:
         try:
@@ -441,7 +444,8 @@ def read_jsonl(path: str | os.PathLike, *, python_literals: bool = False
           obj = None
       if obj is None:
         why = (f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError)
-               else "nested too deeply")
+               else "nested too deeply" if isinstance(e, RecursionError)
+               else f"a number with more than {sys.get_int_max_str_digits()} digits")
         raise DataError(path, f"not a JSON object ({why})", line=n) from None
     if not isinstance(obj, dict):
       raise DataError(path, f"expected a JSON object, got {_kind(obj)}", line=n)
