@@ -194,7 +194,7 @@ def read_table(path: str | os.PathLike, required: list[str], *, delimiter: str =
   else:
     names, start_line = list(header), 1
   if names is not None:
-    _check_header(path, names, required)
+    _check_header(path, names if header is None else list(dict.fromkeys(names)), required)
     fast = _split_plain(text[body_start:], delimiter, len(names), quoting, start_line)
     if fast is not None:
       cells, lines = fast
@@ -229,7 +229,14 @@ def read_table(path: str | os.PathLike, required: list[str], *, delimiter: str =
 
 
 def _check_header(path: str, names: list[str], required: list[str]) -> None:
-  """DataError naming the first required column the header lacks."""
+  """DataError naming the first required column the header lacks, or a column named twice
+  (which of the two would be read is ambiguous)."""
+  seen: dict[str, int] = {}
+  for c, name in enumerate(names):
+    if name in seen:
+      raise DataError(path, f"column named twice in the header (columns {seen[name] + 1} and "
+                      f"{c + 1})", line=1, field=name)
+    seen[name] = c
   for name in required:
     if name not in names:
       shown = ", ".join(n if len(n) <= 40 else n[:40] + "..." for n in names[:20])
@@ -413,6 +420,19 @@ def json_text(v, *, path: str, line: int, field: str, kind: str = "text",
                   field=field)
 
 
+class _DuplicateKey(Exception):
+  pass
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+  """json object_pairs_hook: a key given twice would silently keep the last value."""
+  out = dict(pairs)
+  if len(out) != len(pairs):
+    seen = set()
+    raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+  return out
+
+
 def read_jsonl(path: str | os.PathLike, *, python_literals: bool = False
                ) -> tuple[list[dict], np.ndarray]:
   """One JSON object per line (`.gz` allowed).
@@ -434,7 +454,10 @@ def read_jsonl(path: str | os.PathLike, *, python_literals: bool = False
     if not s:
       continue
     try:
-      obj = json.loads(s)
+      obj = json.loads(s, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+      raise DataError(path, "key appears twice in the JSON object", line=n,
+                      field=str(e)) from None
     except (ValueError, RecursionError) as e:   # JSONDecodeError, or a > 4300-digit number
       obj = None
       if python_literals:
