@@ -264,7 +264,8 @@ def test_cached_decoding_equals_teacher_forcing(tiny):
   assert cross["projected_key"].shape == (B, 4, S, 8)  # heads-major
   kernel = params["decoder"]["layers_0"]["encoder_decoder_attention"]["key"]["kernel"]
   np.testing.assert_allclose(np.asarray(cross["projected_key"]),
-                             np.einsum("bse,ehd->bhsd", np.asarray(encoded), kernel), atol=1e-5)
+                             np.einsum("bse,ehd->bhsd", np.asarray(encoded), kernel),
+                             rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(
       np.asarray(filled["decoder"]["layers_1"]["self_attention"]["cached_key"]), 0)
   final, stepped = scan(filled, jnp.transpose(dec_in)[:, :, None])
