@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from genret_jax import config as base_config
+from genret_jax.data.readers import load_raw
 from genret_jax.data.schema import REC, SEARCH, Catalog, Events
 from genret_jax.data.splits import leave_one_out
 from genret_jax.errors import ConfigError, DataError
-from genret_jax.ids import build, stats
+from genret_jax.ids import build, schemes, stats
 from genret_jax.ids.types import ItemIdentifiers
 
 N_ITEMS, N_USERS = 48, 60
@@ -186,11 +187,17 @@ def test_bad_npy_is_a_data_error_naming_the_file_before_any_work(tmp_path):
     build.build_identifiers(c, catalog, events, split, str(tmp_path / "w"))
 
 
-def test_run_ids_mode_on_simulated_data(tmp_path):
+def _build_from_raw(config, workdir: str):
+  """What --mode=ids does after prepare: raw data -> leave-one-out split -> identifiers."""
+  catalog, events = load_raw(config.data)
+  return build.build_identifiers(config, catalog, events, leave_one_out(events), workdir)
+
+
+def test_identifiers_from_simulated_data(tmp_path):
   c = _config("rq_kmeans")
   c.data.simulator.update(num_items=40, num_users=50, events_per_user=8, num_clusters=5,
                           items_per_query=4)
-  ids, entry = build.run_ids_mode(c, str(tmp_path))
+  ids, entry = _build_from_raw(c, str(tmp_path))
   assert ids.search.codes.shape[0] == 40
   assert entry["collision_rate_after_dedup"] == 0.0
   assert (tmp_path / "ids" / "rq_kmeans" / "ids.npz").is_file()
@@ -201,10 +208,32 @@ def test_rq_kmeans_on_movielens_small(tmp_path, movielens_dir):
   c = _config("rq_kmeans")
   c.data.update(source="movielens", path=str(movielens_dir))
   c.ids.rq_kmeans.update(levels=3, codebook_size=32)
-  ids, entry = build.run_ids_mode(c, str(tmp_path))
+  ids, entry = _build_from_raw(c, str(tmp_path))
   n = ids.search.codes.shape[0]
   assert n > 9000
   _check_valid(ids.search, n)
   assert stats.collision_rate(ids.search.codes) == 0.0
   assert 0.0 < entry["collision_rate"] < 1.0
   assert min(entry["codebook_usage"][:3]) > 0.5
+
+
+def _toy_build(inputs: schemes.SchemeInputs):
+  """A toy scheme: two levels (item // 8, item % 8) from the semantic embedding's shape."""
+  n = inputs.embedding("semantic").shape[0]
+  codes = np.stack([np.arange(n) // 8, np.arange(n) % 8], 1)
+  return schemes.residual_identifiers("toy", "toy", codes, max(8, -(-n // 8)), dedup=False)
+
+
+def test_a_new_scheme_is_one_registry_line(tmp_path, monkeypatch):
+  monkeypatch.setitem(schemes.SCHEMES, "toy", schemes.Scheme(_toy_build, lambda c: ("semantic",)))
+  c = _config("atomic")
+  c.ids.scheme = "toy"
+  c.data.simulator.update(num_items=40, num_users=50, events_per_user=8, num_clusters=5,
+                          items_per_query=4)
+  ids, entry = _build_from_raw(c, str(tmp_path))
+  assert ids.search.codes.tolist() == [[i // 8, i % 8] for i in range(40)]
+  assert entry["collision_rate"] == 0.0 and entry["embeddings"]["semantic"]["source"] == "tfidf"
+  assert build.load_identifiers(str(tmp_path), "toy").search.codes.shape == (40, 2)
+  c.ids.scheme = "nope"
+  with pytest.raises(ConfigError, match=r"config\.ids\.scheme: must be one of atomic, .*toy"):
+    build.validate(c)

@@ -2,18 +2,13 @@
 
     build_identifiers(config, catalog, events, split, workdir)
         -> (ItemIdentifiers, report entry)
-    run_ids_mode(config, workdir)      # --mode=ids: load_raw + split + build
 
 IDs go to `{workdir}/ids/{scheme}/` (ItemIdentifiers.save, written to a temp
 dir then renamed); `{workdir}/ids/report.json` maps scheme -> report entry and
 is merged, never overwritten wholesale. Embeddings are cached under
 `{workdir}/ids/embeddings/` keyed by their config and a data fingerprint.
 
-Level prefixes (vocabulary tokens are `<{prefix}_{code}>`):
-  atomic     item
-  rq_kmeans  rqk0 .. rqk{L-1} [+ rqk_dup]
-  rq_vae     rqv0 .. rqv{L-1} [+ rqv_dup]
-  gensar     sh0 sh1 (shared by both tables), sem0 sem1 (search), col0 col1 (rec)
+Schemes (their builders and level prefixes) are registered in genret_jax.ids.schemes.
 """
 
 from __future__ import annotations
@@ -32,11 +27,8 @@ from genret_jax.data.schema import Catalog, Events
 from genret_jax import cache as cache_lib
 from genret_jax.errors import ConfigError, DataError, brief
 from genret_jax.ids import embeddings as emb
-from genret_jax.ids import stats
-from genret_jax.ids.config import SCHEMES
-from genret_jax.ids.types import IdTable, ItemIdentifiers, atomic_ids
-
-EMBEDDING_KINDS = ("semantic", "collaborative", "concat")
+from genret_jax.ids.schemes import EMBEDDING_KINDS, SCHEMES, SchemeInputs
+from genret_jax.ids.types import ItemIdentifiers
 
 
 def _positive(value, key: str, minimum: int = 1) -> None:
@@ -89,12 +81,7 @@ def validate(config: ml_collections.ConfigDict, num_items: int | None = None) ->
 
 
 def _kinds_needed(c: ml_collections.ConfigDict) -> tuple[str, ...]:
-  if c.scheme == "atomic":
-    return ()
-  if c.scheme == "gensar":
-    return ("semantic", "collaborative")
-  kind = c[c.scheme].embedding
-  return ("semantic", "collaborative") if kind == "concat" else (kind,)
+  return SCHEMES[c.scheme].embeddings(c)
 
 
 def _fingerprint(catalog: Catalog, events: Events, split: np.ndarray) -> str:
@@ -169,100 +156,12 @@ def _input(kind: str, config, catalog, events, split, workdir, info) -> np.ndarr
   return _embedding(kind, config, catalog, events, split, workdir, info)
 
 
-def table_report(codes: np.ndarray, sizes: tuple[int, ...], final: np.ndarray) -> dict:
-  """Collision / usage / entropy of a code table before (codes) and after (final) dedup."""
-  return {"collision_rate": stats.collision_rate(codes),
-          "collision_rate_after_dedup": stats.collision_rate(final),
-          "codebook_usage": stats.codebook_usage(codes, sizes),
-          "entropy": stats.code_entropy(codes, sizes)}
-
-
-def _residual_scheme(name: str, prefix: str, codes: np.ndarray, k: int, dedup: bool):
-  from genret_jax.ids import rq_kmeans as rqk  # pylint: disable=g-import-not-at-top
-  sizes = (k,) * codes.shape[1]
-  prefixes = tuple(f"{prefix}{l}" for l in range(codes.shape[1]))
-  final, final_sizes = (rqk.with_dedup(codes, sizes) if dedup else (codes, sizes))
-  if dedup:
-    prefixes += (f"{prefix}_dup",)
-  table = IdTable(name, final.astype(np.int32), prefixes, final_sizes)
-  return ItemIdentifiers(name, table, table), table_report(codes, sizes, final)
-
-
 def _build(config, catalog, events, split, workdir) -> tuple[ItemIdentifiers, dict]:
-  c = config.ids
-  seed = int(c.seed)
   info: dict = {}
-  if c.scheme == "atomic":
-    ids = atomic_ids(catalog.num_items)
-    codes = ids.search.codes
-    return ids, table_report(codes, ids.search.level_sizes, codes)
-  if c.scheme == "rq_kmeans":
-    from genret_jax.ids import rq_kmeans as rqk  # pylint: disable=g-import-not-at-top
-    b = c.rq_kmeans
-    x = _input(b.embedding, config, catalog, events, split, workdir, info)
-    res = rqk.rq_kmeans(x, int(b.levels), int(b.codebook_size), seed=seed,
-                        iterations=int(b.iterations), balanced=bool(b.balanced),
-                        chunk=int(b.chunk))
-    ids, rep = _residual_scheme("rq_kmeans", "rqk", res.codes, int(b.codebook_size),
-                                bool(b.dedup))
-    rep["recon_error"] = res.recon_error.tolist()
-  elif c.scheme == "rq_vae":
-    from genret_jax.ids import rq_vae  # pylint: disable=g-import-not-at-top
-    b = c.rq_vae
-    x = _input(b.embedding, config, catalog, events, split, workdir, info)
-    res = rq_vae.train_rq_vae(x, levels=int(b.levels), codebook_size=int(b.codebook_size),
-                              latent_dim=int(b.latent_dim), hidden=tuple(b.hidden),
-                              beta=float(b.beta), epochs=int(b.epochs),
-                              batch_size=int(b.batch_size), learning_rate=float(b.learning_rate),
-                              weight_decay=float(b.weight_decay),
-                              reseed_every=int(b.reseed_every), seed=seed)
-    ids, rep = _residual_scheme("rq_vae", "rqv", res.codes, int(b.codebook_size), bool(b.dedup))
-    rep.update(recon_error=res.recon_by_level.tolist(), dead_codes_reseeded=res.reseeded,
-               final_loss=float(res.losses[-1]))
-  else:
-    ids, rep = _build_gensar(config, catalog, events, split, workdir, info)
+  inputs = SchemeInputs(config, catalog, lambda kind: _input(
+      kind, config, catalog, events, split, workdir, info))
+  ids, rep = SCHEMES[config.ids.scheme].build(inputs)
   rep["embeddings"] = info
-  return ids, rep
-
-
-def _build_gensar(config, catalog, events, split, workdir, info):
-  from genret_jax.ids import gensar  # pylint: disable=g-import-not-at-top
-  g = config.ids.gensar
-  xs = _embedding("semantic", config, catalog, events, split, workdir, info)
-  xc = _embedding("collaborative", config, catalog, events, split, workdir, info)
-  res = gensar.train_gensar(
-      xs, xc, shared_levels=int(g.shared_levels), specific_levels=int(g.specific_levels),
-      codebook_size=int(g.codebook_size), latent_dim=int(g.latent_dim), hidden=tuple(g.hidden),
-      beta=float(g.beta), epochs=int(g.epochs), batch_size=int(g.batch_size),
-      learning_rate=float(g.learning_rate), weight_decay=float(g.weight_decay),
-      clip_norm=float(g.clip_norm), eval_every=int(g.eval_every),
-      sinkhorn_eps=float(g.sinkhorn_eps), sinkhorn_iters=int(g.sinkhorn_iters),
-      collision_rounds=int(g.collision_rounds), seed=int(config.ids.seed))
-  k = int(g.codebook_size)
-  shp = tuple(f"sh{l}" for l in range(res.shared.shape[1]))
-  sem_p = shp + tuple(f"sem{l}" for l in range(res.semantic.shape[1]))
-  col_p = shp + tuple(f"col{l}" for l in range(res.collaborative.shape[1]))
-  sem = np.concatenate([res.shared, res.semantic], 1).astype(np.int32)
-  col = np.concatenate([res.shared, res.collaborative], 1).astype(np.int32)
-  ids = ItemIdentifiers("gensar", IdTable("semantic", sem, sem_p, (k,) * len(sem_p)),
-                        IdTable("collaborative", col, col_p, (k,) * len(col_p)))
-  tables = {
-      "semantic": table_report(np.concatenate([res.shared, res.semantic_before], 1),
-                               (k,) * len(sem_p), sem),
-      "collaborative": table_report(np.concatenate([res.shared, res.collaborative_before], 1),
-                                    (k,) * len(col_p), col)}
-  tables["semantic"]["rounds"] = res.rounds["semantic"]
-  tables["collaborative"]["rounds"] = res.rounds["collaborative"]
-  all_codes = np.concatenate([res.shared, res.semantic_before, res.collaborative_before], 1)
-  sizes = (k,) * all_codes.shape[1]
-  rep = {"collision_rate": float(np.mean([t["collision_rate"] for t in tables.values()])),
-         "collision_rate_after_dedup": float(np.mean(
-             [t["collision_rate_after_dedup"] for t in tables.values()])),
-         "codebook_usage": stats.codebook_usage(all_codes, sizes),
-         "entropy": stats.code_entropy(all_codes, sizes),
-         "levels": list(shp) + list(sem_p[len(shp):]) + list(col_p[len(shp):]),
-         "tables": tables, "best_epoch": res.best_epoch, "final_loss": float(res.losses[-1]),
-         "seconds": res.seconds}
   return ids, rep
 
 
@@ -345,12 +244,3 @@ def load_identifiers(workdir: str, scheme: str) -> ItemIdentifiers:
   except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
     raise DataError(path, f"unreadable identifiers ({type(e).__name__}: "
                     f"{' '.join(str(e).split())[:120]}); rerun --mode=ids") from None
-
-
-def run_ids_mode(config: ml_collections.ConfigDict, workdir: str) -> tuple[ItemIdentifiers, dict]:
-  """--mode=ids: raw data -> leave-one-out split -> build_identifiers."""
-  from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
-  from genret_jax.data.splits import leave_one_out  # pylint: disable=g-import-not-at-top
-  validate(config)
-  catalog, events = load_raw(config.data)
-  return build_identifiers(config, catalog, events, leave_one_out(events), workdir)

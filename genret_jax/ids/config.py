@@ -1,6 +1,6 @@
 """Defaults of the `ids` config block (owned by genret_jax.ids).
 
-`scheme` picks the identifiers everywhere; the sub-blocks configure the item
+`scheme` picks the identifiers everywhere (names: genret_jax.ids.schemes.SCHEMES); the sub-blocks configure the item
 embeddings and each quantizer. Defaults follow /work/shared/REFERENCE.md where
 the papers state a value (TIGER: 3 x 256 + dedup; GenSAR: 2 shared + 2 + 2
 specific x 256, 32-d latents, beta 0.25, Sinkhorn eps 0.003 / 50 iterations,
@@ -8,9 +8,6 @@ specific x 256, 32-d latents, beta 0.25, Sinkhorn eps 0.003 / 50 iterations,
 """
 
 import ml_collections
-
-SCHEMES = ("atomic", "rq_kmeans", "rq_vae", "gensar")
-
 
 def semantic_config() -> ml_collections.ConfigDict:
   """Content embeddings from item text."""
