@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from genret_jax.data import stats as data_stats
 from genret_jax.analysis import h1, h2, plots
 from genret_jax.data.schema import REC, SEARCH, Events
 from genret_jax.data.splits import TEST, TRAIN, VALID
@@ -73,7 +74,7 @@ def test_h1_analysis_exact(tmp_path):
 def test_train_popularity_counts_train_only_per_behaviour():
   ev = _events([0, 0, 0, 1, 1, 1], [2, 2, 1, 0, 2, 2], [REC, REC, SEARCH, REC, SEARCH, REC])
   split = np.array([TRAIN, TRAIN, TRAIN, TRAIN, VALID, TEST])
-  pop = h1.train_popularity(ev, split, 3)
+  pop = data_stats.train_popularity(ev, split, 3)
   assert pop.tolist() == [[1, 0, 2], [0, 1, 0]]
 
 

@@ -7,9 +7,11 @@ import os
 import numpy as np
 import pytest
 
+from genret_jax.data import stats as data_stats
 from genret_jax import config as config_lib
 from genret_jax.baselines import popularity, ranking, sasrec, sequences
 from genret_jax.data.splits import TEST
+from genret_jax.errors import ConfigError
 from genret_jax.evaluation import metrics as metrics_lib
 from tests.conftest import REPO, set_keys
 
@@ -155,8 +157,7 @@ def test_run_baselines_writes_sampled_metrics_like_the_generative_models(prepare
   ds = prepared.load(os.path.join(workdir, "prepared"))
   ev = ds.events
   cand = dict(zip(ds.eval_events.tolist(), ds.candidates()))
-  from genret_jax.analysis import h1  # pylint: disable=g-import-not-at-top
-  counts = h1.train_popularity(ev, ds.split, ds.catalog.num_items).astype(np.float64)
+  counts = data_stats.train_popularity(ev, ds.split, ds.catalog.num_items).astype(np.float64)
   for task, behaviour in baselines.TASKS.items():
     idx = np.flatnonzero((ds.split == TEST) & (ev.behaviour == behaviour))
     c_rows = np.stack([cand[e] for e in idx])
@@ -170,3 +171,27 @@ def test_run_baselines_writes_sampled_metrics_like_the_generative_models(prepare
       # 1 + 99 candidates instead of the catalog: the ranking problem is easier
       if protocol == "both":
         assert out["BM25"][task]["sampled_hr@10"] >= out["BM25"][task]["hr@10"]
+
+
+def _oracle(inputs):
+  """A toy baseline: ranks every TEST target first (hit rate 1 at every cut-off)."""
+  def score(task, candidates):   # no item scores above the target, no ties
+    above = np.zeros(inputs.test[task].size, int)
+    return ranking.metrics_from_ranks(above, inputs.ks, above)
+  return {"Oracle": {t: inputs.metrics(t, lambda c, t=t: score(t, c))
+                     for t, idx in inputs.test.items() if idx.size}}
+
+
+def test_a_new_baseline_is_one_registry_line(prepared_job, monkeypatch):
+  from genret_jax.baselines import registry  # pylint: disable=g-import-not-at-top
+  from genret_jax.pipeline import baselines  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(registry.BASELINES, "oracle", _oracle)
+  c, workdir = prepared_job
+  out = baselines.run_baselines(_resolved(c, **{"baselines": "oracle", "eval.protocol": "both"}),
+                                workdir)
+  assert set(out) == {"Oracle"} and set(out["Oracle"]) == {"rec", "search"}
+  for m in out["Oracle"].values():
+    assert m["hr@10"] == m["sampled_ndcg@5"] == 1.0
+  with pytest.raises(ConfigError, match=r"config\.baselines: \['nope'\] not in \('pop', "
+                                        r"'bm25', 'sasrec', 'oracle'\)"):
+    _resolved(c, baselines="nope")

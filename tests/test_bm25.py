@@ -6,7 +6,7 @@ import bm25s
 import numpy as np
 import pytest
 
-from genret_jax.analysis.topk import topk_rows
+from genret_jax.baselines.topk import topk_rows
 from genret_jax.baselines import bm25
 from genret_jax.data.schema import Catalog
 from genret_jax.evaluation.metrics import per_query_metrics

@@ -27,16 +27,6 @@ from typing import Mapping
 import numpy as np
 
 from genret_jax.analysis import plots
-from genret_jax.data.schema import Events
-from genret_jax.data.splits import TRAIN
-
-
-def train_popularity(events: Events, split: np.ndarray, num_items: int) -> np.ndarray:
-  """int64[2, num_items]: TRAIN events per (behaviour REC / SEARCH, item)."""
-  keep = np.asarray(split) == TRAIN
-  beh = events.behaviour[keep].astype(np.int64)
-  flat = np.bincount(beh * num_items + events.item[keep], minlength=2 * num_items)
-  return flat.reshape(2, num_items).astype(np.int64)
 
 
 def popularity_bins(popularity: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -94,7 +84,7 @@ def h1_analysis(popularity: np.ndarray, predictions: Mapping[str, np.ndarray],
 
   Args:
     popularity: int[num_items] TRAIN counts of the task (e.g. a row of
-      `train_popularity`).
+      `genret_jax.data.stats.train_popularity`).
     predictions: model name -> int[Q] top-1 or int[Q, K] ranked items
       (-1 padded) for the Q evaluation queries.
     targets: int[Q] target items of those queries.

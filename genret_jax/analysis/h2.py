@@ -34,7 +34,7 @@ from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
 from genret_jax.analysis import plots
-from genret_jax.analysis.topk import tie_ranks, topk_rows
+from genret_jax.baselines.topk import tie_ranks, topk_rows
 from genret_jax.data.schema import REC, Events
 from genret_jax.data.splits import TRAIN
 

@@ -14,7 +14,7 @@ text are ignored.
 Ties (all items scoring 0 for a query sharing no word with them; items with
 the same text length matching the same words) are common. Ranked lists
 (`retrieve`) break them by a seeded random permutation of the catalog
-(`genret_jax.analysis.topk`), never by item index or candidate position (the
+(`genret_jax.baselines.topk`), never by item index or candidate position (the
 target is the first candidate of the sampled protocol). Metrics
 (`bm25_baseline`) default to the expectation over all orders of the target's
 tie group, the rule `evaluation.metrics` applies to tied identifiers.
@@ -29,7 +29,7 @@ import bm25s
 import numpy as np
 import scipy.sparse as sp
 
-from genret_jax.analysis.topk import tie_ranks, topk_rows
+from genret_jax.baselines.topk import tie_ranks, topk_rows
 from genret_jax.data.schema import Catalog
 from genret_jax.evaluation import metrics as metrics_lib
 from genret_jax.evaluation.metrics import per_query_metrics
@@ -55,6 +55,11 @@ class BM25Index:
 
 def _tokenize(texts: Sequence[str]) -> list[list[str]]:
   return bm25s.tokenize(list(texts), stopwords="en", return_ids=False, show_progress=False)
+
+
+def indexable(texts: Sequence[str]) -> bool:
+  """Whether some text has a word BM25 indexes (not only stopwords or punctuation)."""
+  return any(_tokenize(texts))
 
 
 def build_index(texts: Sequence[str], k1: float = 1.5, b: float = 0.75,

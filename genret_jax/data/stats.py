@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from genret_jax.data.schema import BEHAVIOURS, SEARCH, Events
-from genret_jax.data.splits import SPLIT_NAMES
+from genret_jax.data.splits import SPLIT_NAMES, TRAIN
 
 
 def statistics(events: Events, split: np.ndarray, num_items: int) -> dict:
@@ -36,3 +36,11 @@ def format_table(name: str, stats: dict) -> str:
   lines = [f"| {name:<{width}} | {'count':>10} |", f"|{'-' * (width + 2)}|{'-' * 11}:|"]
   lines += [f"| {k:<{width}} | {v:>10,} |" for k, v in rows]
   return "\n".join(lines)
+
+
+def train_popularity(events: Events, split: np.ndarray, num_items: int) -> np.ndarray:
+  """int64[2, num_items]: TRAIN events per (behaviour REC / SEARCH, item)."""
+  keep = np.asarray(split) == TRAIN
+  beh = events.behaviour[keep].astype(np.int64)
+  flat = np.bincount(beh * num_items + events.item[keep], minlength=2 * num_items)
+  return flat.reshape(2, num_items).astype(np.int64)

@@ -35,6 +35,7 @@ def run_analyze(ctx: generative.Context, models: list[tuple[str, ml_collections.
   """{'h1': {task: h1_analysis result}, 'h2': h2_analysis result} (stamped cache)."""
   from genret_jax.analysis import h1, h2  # pylint: disable=g-import-not-at-top
   from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
+  from genret_jax.data.stats import train_popularity  # pylint: disable=g-import-not-at-top
   config, workdir = ctx.config, ctx.workdir
   wanted = names(config)
   if not wanted or not models:
@@ -48,7 +49,7 @@ def run_analyze(ctx: generative.Context, models: list[tuple[str, ml_collections.
     return cached
   ds = prepared.load(generative.prepared_path(workdir))
   n = ds.catalog.num_items
-  pop = h1.train_popularity(ds.events, ds.split, n)
+  pop = train_popularity(ds.events, ds.split, n)
   out: dict = {}
   writer = common.is_writer()
   if writer:
