@@ -36,7 +36,7 @@ from genret_jax.data import config as data_config
 from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError
 from genret_jax.ids import config as ids_config
-from genret_jax.model import config as model_config
+from genret_jax.model import config as model_block
 from genret_jax.tasks import config as tasks_config
 from genret_jax.train import config as train_config
 
@@ -137,8 +137,8 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.vocab = tasks_config.vocab_config()
   c.tasks = tasks_config.default_config()
   c.ids = ids_config.default_config()
-  c.model = model_config.default_config()
-  c.mesh = model_config.mesh_config()
+  c.model = model_block.default_config()
+  c.mesh = model_block.mesh_config()
   c.train = train_config.default_config()
   c.decode = decoding_config.default_config()
   c.eval = decoding_config.eval_config()
@@ -158,13 +158,83 @@ def load_sibling(here: str, relative: str):
   return module
 
 
+# Keys that name what to run, not how a model is built / trained / evaluated.
+JOB_KEYS = ("name", "models", "baselines", "analyses", "table", "scale", "scale_overrides",
+            "jax_cache_dir")
+
+
+def split_list(text: str) -> list[str]:
+  return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def set_dotted(config: ml_collections.ConfigDict, key: str, text: str, where: str) -> None:
+  node = config
+  parts = key.split(".")
+  for p in parts[:-1]:
+    if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+      raise ConfigError(where, f"{key!r} is not a config key")
+    node = node[p]
+  if parts[-1] not in node:
+    raise ConfigError(where, f"{key!r} is not a config key")
+  old = node[parts[-1]]
+  try:
+    if isinstance(old, bool):
+      if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+      value = text.lower() in ("true", "1")
+    elif isinstance(old, (int, float, str)):
+      value = type(old)(text)
+    elif isinstance(old, tuple):
+      value = tuple(type(old[0])(v) if old else v for v in text.split("/") if v)
+    else:
+      raise ValueError(f"cannot override a {type(old).__name__}")
+  except ValueError as e:
+    raise ConfigError(where, f"{key}={text!r}: {e}") from None
+  node[parts[-1]] = value
+
+
+def parse_model(entry: str) -> tuple[str, str, list[tuple[str, str]]]:
+  """'label[:mixture[:key=value...]]' -> (label, mixture, [(key, value)])."""
+  parts = entry.split(":")
+  label = parts[0]
+  mixture = parts[1] if len(parts) > 1 and parts[1] else label
+  overrides = []
+  for p in parts[2:]:
+    if "=" not in p:
+      raise ConfigError("models", f"{entry!r}: override {p!r} is not key=value")
+    k, v = p.split("=", 1)
+    overrides.append((k.strip(), v.strip()))
+  return label, mixture, overrides
+
+
+def model_entries(config: ml_collections.ConfigDict) -> list[str]:
+  """The `models` entries; '' = the one model of `tasks.mixture`."""
+  return split_list(config.models) or [config.tasks.mixture]
+
+
+def model_config(config: ml_collections.ConfigDict, entry: str
+                 ) -> tuple[str, ml_collections.ConfigDict]:
+  """(label, config of one model): tasks.mixture and the entry's overrides set."""
+  label, mixture, overrides = parse_model(entry)
+  if mixture not in tasks_config.MIXTURES:
+    raise ConfigError("models", f"{entry!r}: mixture {mixture!r} is not one of {tasks_config.MIXTURES}")
+  c = ml_collections.ConfigDict(config.to_dict())
+  c.tasks.mixture = mixture
+  c.name = label
+  for k, v in overrides:
+    set_dotted(c, k, v, "models")
+  c.lock()
+  return label, c
+
+
 def _get(c: ml_collections.ConfigDict, key: str):
   for p in key.split("."):
     c = c[p]
   return c
 
 
-def _set(c: ml_collections.ConfigDict, key: str, value) -> None:
+def set_key(c: ml_collections.ConfigDict, key: str, value) -> None:
+  """Sets the dotted `key` of `c` to the typed `value` (set_dotted parses text)."""
   *head, last = key.split(".")
   for p in head:
     c = c[p]
@@ -184,14 +254,13 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   base = get_base_config()
   for key, value in SCALES[config.scale].items():
     if _get(out, key) == _get(base, key):
-      _set(out, key, value)
-  from genret_jax.pipeline import common  # pylint: disable=g-import-not-at-top
+      set_key(out, key, value)
   for item in str(out.scale_overrides[config.scale]).split(";"):
     if item.strip():
       if "=" not in item:
         raise ConfigError(f"scale_overrides.{config.scale}", f"{item!r} is not key=value")
       key, value = item.split("=", 1)
-      common.set_dotted(out, key.strip(), value.strip(), f"scale_overrides.{config.scale}")
+      set_dotted(out, key.strip(), value.strip(), f"scale_overrides.{config.scale}")
   validate(out)
   out.lock()
   return out
@@ -218,15 +287,21 @@ def validate_blocks(config: ml_collections.ConfigDict) -> None:
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks the job keys, then every block of the job and of each model's config
   (`models` entries may override any key) with `validate_blocks`."""
-  from genret_jax.pipeline import analyze, baselines, common  # pylint: disable=g-import-not-at-top
   validate_blocks(config)
-  for entry in common.model_entries(config):
-    validate_blocks(common.model_config(config, entry)[1])
-  labels = [common.parse_model(e)[0] for e in common.model_entries(config)]
+  for entry in model_entries(config):
+    validate_blocks(model_config(config, entry)[1])
+  labels = [parse_model(e)[0] for e in model_entries(config)]
   if len(set(labels)) != len(labels):
     raise ConfigError("models", f"duplicate model labels in {labels}")
-  baselines.names(config)
-  analyze.names(config)
+  # The registries import JAX and TensorFlow; `import genret_jax.config` stays light.
+  # pylint: disable=g-import-not-at-top
+  from genret_jax.analysis import ANALYSES
+  from genret_jax.baselines.registry import BASELINES
+  # pylint: enable=g-import-not-at-top
+  for key, known in (("baselines", BASELINES), ("analyses", ANALYSES)):
+    bad = [name for name in split_list(config[key]) if name not in known]
+    if bad:
+      raise ConfigError(key, f"{bad} not in {tuple(known)}")
   if config.epochs < 0:
     raise ConfigError("epochs", f"must be >= 0, got {config.epochs}")
   v = config.validation
@@ -240,5 +315,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("table.kind", f"{t.kind!r} is not '', 'table' or 'sweep'")
   if t.kind and t.seeds < 1:
     raise ConfigError("table.seeds", f"must be >= 1, got {t.seeds}")
-  if t.kind == "sweep" and (not t.knob or not common.split_list(t.knob_values)):
+  if t.kind == "sweep" and (not t.knob or not split_list(t.knob_values)):
     raise ConfigError("table.knob", "a sweep needs table.knob and table.knob_values")

@@ -39,12 +39,9 @@ def beauty_dir() -> pathlib.Path:
 
 def set_keys(config, **overrides):
   """Sets dotted config keys in place (`set_keys(c, **{"train.num_steps": 3})`); returns it."""
+  from genret_jax import config as config_lib  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS)
   for key, value in overrides.items():
-    node = config
-    *head, last = key.split(".")
-    for p in head:
-      node = node[p]
-    node[last] = value
+    config_lib.set_key(config, key, value)
   return config
 
 

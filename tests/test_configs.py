@@ -34,21 +34,21 @@ def test_config_resolves(rel, scale):
   c.scale = scale
   r = config_lib.resolve(c)
   assert r.is_locked
-  entries = common.model_entries(r)
-  assert entries and all(common.model_config(r, e)[1].tasks.mixture for e in entries)
+  entries = config_lib.model_entries(r)
+  assert entries and all(config_lib.model_config(r, e)[1].tasks.mixture for e in entries)
   if r.table.kind == "table":
-    labels = {common.display_name(common.parse_model(e)[0]) for e in entries}
+    labels = {common.display_name(config_lib.parse_model(e)[0]) for e in entries}
     variants = tables.parse_variants(r.table.variants)
     names = {f"{m} {v}".strip() if v not in ("", "base") else m for m in labels
              for v, _ in variants}
-    assert set(common.split_list(r.table.compare)) <= names, rel
+    assert set(config_lib.split_list(r.table.compare)) <= names, rel
   if scale == "smoke":
     assert r.train.num_steps == 12 and r.train.batch_size == 16
   if scale == "cpu":   # SCALES['cpu'] is the defaults: only the file's own cpu overrides apply
     want = ml_collections.ConfigDict(c.to_dict())
     for item in filter(None, (i.strip() for i in str(c.scale_overrides.cpu).split(";"))):
       key, value = item.split("=", 1)
-      common.set_dotted(want, key.strip(), value.strip(), "scale_overrides.cpu")
+      config_lib.set_dotted(want, key.strip(), value.strip(), "scale_overrides.cpu")
     assert r.to_dict() == want.to_dict()
 
 
@@ -82,17 +82,17 @@ def test_tiger_uses_the_published_network_at_every_scale(rel, scale):
 
 def test_joint_runs_three_models_and_baselines():
   c = config_lib.resolve(_load("configs/joint.py"))
-  labels = [common.model_config(c, e)[0] for e in common.model_entries(c)]
+  labels = [config_lib.model_config(c, e)[0] for e in config_lib.model_entries(c)]
   assert [common.display_name(x) for x in labels] == ["Gen_R", "Gen_S", "Gen_R+S"]
-  assert common.split_list(c.baselines) == ["pop", "bm25", "sasrec"]
+  assert config_lib.split_list(c.baselines) == ["pop", "bm25", "sasrec"]
 
 
 def test_parse_model_and_overrides():
-  assert common.parse_model("joint") == ("joint", "joint", [])
-  assert common.parse_model("nq:gensar:tasks.rates.next_query=0:train.num_steps=5") == (
+  assert config_lib.parse_model("joint") == ("joint", "joint", [])
+  assert config_lib.parse_model("nq:gensar:tasks.rates.next_query=0:train.num_steps=5") == (
       "nq", "gensar", [("tasks.rates.next_query", "0"), ("train.num_steps", "5")])
   c = config_lib.get_base_config()
-  label, m = common.model_config(c, "nq:gensar:tasks.rates.next_query=0:train.num_steps=5")
+  label, m = config_lib.model_config(c, "nq:gensar:tasks.rates.next_query=0:train.num_steps=5")
   assert (label, m.tasks.mixture, m.tasks.rates.next_query, m.train.num_steps) == (
       "nq", "gensar", 0.0, 5)
   assert m.is_locked and c.tasks.mixture == "joint"

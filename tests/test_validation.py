@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
 from genret_jax.evaluation import generative as generative_eval
 from genret_jax.pipeline import common, generative, validation
@@ -25,10 +26,10 @@ def ctx(tmp_path_factory):
 
 
 def _model_config(ctx, mixture, **keys):
-  _, m = common.model_config(ctx.config, mixture)
+  _, m = config_lib.model_config(ctx.config, mixture)
   m = ml_collections.ConfigDict(m.to_dict())
   for key, value in keys.items():
-    common.set_dotted(m, key, str(value), "test")
+    config_lib.set_dotted(m, key, str(value), "test")
   m.lock()
   return m
 

@@ -1,1 +1,4 @@
-"""Analyses of trained models: H1 (popularity, `h1`), H2 (representations, `h2`), plots."""
+"""Analyses of trained models (`config.analyses`): H1 popularity of predictions, H2
+neighbourhoods of ID-token embeddings (run by genret_jax.pipeline.analyze)."""
+
+ANALYSES = ("h1", "h2")

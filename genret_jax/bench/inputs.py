@@ -69,8 +69,8 @@ class Runner:
   def __init__(self, ctx: generative.Context, mixture: str, overrides: dict[str, str]):
     config = ctx.config.copy_and_resolve_references()
     for key, value in overrides.items():
-      common.set_dotted(config, key, str(value), "bench")
-    _, m = common.model_config(config, mixture)
+      config_lib.set_dotted(config, key, str(value), "bench")
+    _, m = config_lib.model_config(config, mixture)
     reg = ctx.registered(m)
     model = trainer.build_model(m, reg["vocabulary"].vocab_size)
     mesh, rules = trainer._mesh_and_rules(m)  # pylint: disable=protected-access

@@ -39,7 +39,7 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
   """One dataset / seed: the steps of `mode`; returns {'results', 'analysis', 'times'}."""
   steps = MODES[:-1] if mode == "all" else (mode,)
   ctx = generative.Context(config, workdir)
-  entries = [common.model_config(config, e) for e in common.model_entries(config)]
+  entries = [config_lib.model_config(config, e) for e in config_lib.model_entries(config)]
   times: dict[str, float] = {}
   results: dict = {}
   analysis: dict = {}

@@ -16,14 +16,15 @@ import os
 import ml_collections
 import numpy as np
 
+from genret_jax.analysis import ANALYSES
+from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common, generative
 
-ANALYSES = ("h1", "h2")
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
-  out = common.split_list(config.analyses)
+  out = config_lib.split_list(config.analyses)
   bad = [a for a in out if a not in ANALYSES]
   if bad:
     raise ConfigError("analyses", f"{bad} not in {ANALYSES}")

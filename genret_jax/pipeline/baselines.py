@@ -21,6 +21,7 @@ import os
 import ml_collections
 import numpy as np
 
+from genret_jax import config as config_lib
 from genret_jax.baselines.registry import BASELINES, BaselineInputs
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common
@@ -29,7 +30,7 @@ TASKS = {"rec": 0, "search": 1}   # task -> behaviour (REC, SEARCH)
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
-  out = common.split_list(config.baselines)
+  out = config_lib.split_list(config.baselines)
   bad = [b for b in out if b not in BASELINES]
   if bad:
     raise ConfigError("baselines", f"{bad} not in {tuple(BASELINES)}")

@@ -1,4 +1,4 @@
-"""Shared pieces of the main job: logging, stamps, barriers, per-model configs.
+"""Shared pieces of the main job: logging, stamps, barriers, model names and folders.
 
 A step is skipped when the stamp (a SHA-256 of every setting its output
 depends on) stored beside its output matches; otherwise it reruns and
@@ -17,13 +17,11 @@ import jax
 import ml_collections
 
 from genret_jax import cache
+from genret_jax.config import JOB_KEYS
 from genret_jax.errors import ConfigError, brief
 
 MODEL_NAMES = {"rec_only": "Gen_R", "search_only": "Gen_S", "joint": "Gen_R+S",
                "gensar": "GenSAR"}
-# Keys that name what to run, not how a model is built / trained / evaluated.
-JOB_KEYS = ("name", "models", "baselines", "analyses", "table", "scale", "scale_overrides",
-            "jax_cache_dir")
 
 
 def log(message: str) -> None:
@@ -95,71 +93,6 @@ def read_stamped(path: str, want: str) -> Any | None:
 
 def write_stamped(path: str, want: str, value: Any) -> None:
   write_json(path, {"stamp": want, "value": value})
-
-
-def split_list(text: str) -> list[str]:
-  return [t.strip() for t in str(text).split(",") if t.strip()]
-
-
-def set_dotted(config: ml_collections.ConfigDict, key: str, text: str, where: str) -> None:
-  node = config
-  parts = key.split(".")
-  for p in parts[:-1]:
-    if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
-      raise ConfigError(where, f"{key!r} is not a config key")
-    node = node[p]
-  if parts[-1] not in node:
-    raise ConfigError(where, f"{key!r} is not a config key")
-  old = node[parts[-1]]
-  try:
-    if isinstance(old, bool):
-      if text.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(text)
-      value = text.lower() in ("true", "1")
-    elif isinstance(old, (int, float, str)):
-      value = type(old)(text)
-    elif isinstance(old, tuple):
-      value = tuple(type(old[0])(v) if old else v for v in text.split("/") if v)
-    else:
-      raise ValueError(f"cannot override a {type(old).__name__}")
-  except ValueError as e:
-    raise ConfigError(where, f"{key}={text!r}: {e}") from None
-  node[parts[-1]] = value
-
-
-def parse_model(entry: str) -> tuple[str, str, list[tuple[str, str]]]:
-  """'label[:mixture[:key=value...]]' -> (label, mixture, [(key, value)])."""
-  parts = entry.split(":")
-  label = parts[0]
-  mixture = parts[1] if len(parts) > 1 and parts[1] else label
-  overrides = []
-  for p in parts[2:]:
-    if "=" not in p:
-      raise ConfigError("models", f"{entry!r}: override {p!r} is not key=value")
-    k, v = p.split("=", 1)
-    overrides.append((k.strip(), v.strip()))
-  return label, mixture, overrides
-
-
-def model_entries(config: ml_collections.ConfigDict) -> list[str]:
-  """The `models` entries; '' = the one model of `tasks.mixture`."""
-  return split_list(config.models) or [config.tasks.mixture]
-
-
-def model_config(config: ml_collections.ConfigDict, entry: str
-                 ) -> tuple[str, ml_collections.ConfigDict]:
-  """(label, config of one model): tasks.mixture and the entry's overrides set."""
-  from genret_jax.tasks.config import MIXTURES  # pylint: disable=g-import-not-at-top
-  label, mixture, overrides = parse_model(entry)
-  if mixture not in MIXTURES:
-    raise ConfigError("models", f"{entry!r}: mixture {mixture!r} is not one of {MIXTURES}")
-  c = ml_collections.ConfigDict(config.to_dict())
-  c.tasks.mixture = mixture
-  c.name = label
-  for k, v in overrides:
-    set_dotted(c, k, v, "models")
-  c.lock()
-  return label, c
 
 
 def display_name(label: str) -> str:

@@ -18,6 +18,7 @@ import pathlib
 
 import ml_collections
 
+from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common, generative
 
@@ -77,10 +78,9 @@ def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
   from genret_jax import pipeline  # pylint: disable=g-import-not-at-top
   c = seed_config(dataset_config(config, dataset), seed)
   for k, v in overrides:
-    common.set_dotted(c, k, v.replace("+", ","), where)
+    config_lib.set_dotted(c, k, v.replace("+", ","), where)
   c.table.kind = ""
   c.lock()
-  from genret_jax import config as config_lib  # pylint: disable=g-import-not-at-top
   config_lib.validate(c)
   # Seeds and most variants share the data block: prepare each distinct one
   # once in <dataset>/data-<hash>/prepared and link it into the jobs.
@@ -98,7 +98,7 @@ def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
 
 def _metrics(config) -> list[tuple[str, str]]:
   out = []
-  for m in common.split_list(config.table.metrics):
+  for m in config_lib.split_list(config.table.metrics):
     task, _, metric = m.partition("/")
     if not metric:
       raise ConfigError("table.metrics", f"{m!r} is not task/metric")
@@ -125,13 +125,13 @@ def run_table(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Non
   """Runs every row job of `config.table`, then writes the table or the sweep plots."""
   from genret_jax import report  # pylint: disable=g-import-not-at-top
   t = config.table
-  datasets = common.split_list(t.datasets)
+  datasets = config_lib.split_list(t.datasets)
   for d in datasets:
     dataset_config(config, d)  # fail before any work
   metrics = _metrics(config)
   seeds = range(int(t.seeds))
   if t.kind == "sweep":
-    values = common.split_list(t.knob_values)
+    values = config_lib.split_list(t.knob_values)
     sweeps: dict[str, dict] = {f"{tk}/{m}": {} for tk, m in metrics}
     for d in datasets:
       for v in values:
@@ -160,10 +160,10 @@ def run_table(config: ml_collections.ConfigDict, workdir: str, mode: str) -> Non
     return
   collected = report.collect_seeds(per_seed)
   refs = {}
-  for item in common.split_list(t.reference):
+  for item in config_lib.split_list(t.reference):
     task, _, model = item.partition(":")
     refs[task] = model
-  compare = [m for m in common.split_list(t.compare) if m in collected]
+  compare = [m for m in config_lib.split_list(t.compare) if m in collected]
   compare = [m for m in compare if any(r in collected for r in refs.values())]
   md, _ = report.write_paper_table(collected, os.path.join(workdir, "table"), title=t.title,
                                    reference=refs, compare=compare)
