@@ -33,7 +33,7 @@ def tiny_config():
 def prepared_tiny(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("tiny"))
   c = tiny_config()
-  return c, workdir, prepare.prepare(c, workdir)
+  return c, workdir, prepare.prepare(c, workdir, sp_model=vocab_lib.sentencepiece_model(c))
 
 
 def test_prepare_round_trips_the_canonical_tables(prepared_tiny):
@@ -72,7 +72,7 @@ def test_prepare_round_trips_the_canonical_tables(prepared_tiny):
 def test_prints_statistics_and_reuses_same_config(prepared_tiny, capsys):
   c, workdir, path = prepared_tiny
   mtime = os.path.getmtime(os.path.join(path, "manifest.json"))
-  assert prepare.prepare(c, workdir) == path
+  assert prepare.prepare(c, workdir, sp_model=vocab_lib.sentencepiece_model(c)) == path
   out = capsys.readouterr().out
   assert "reusing prepared dataset" in out
   manifest = prepared.read_manifest(path)
@@ -83,7 +83,7 @@ def test_prints_statistics_and_reuses_same_config(prepared_tiny, capsys):
 
 def test_changed_config_rewrites_and_crash_keeps_old(tmp_path, monkeypatch, capsys):
   c = tiny_config()
-  path = prepare.prepare(c, str(tmp_path))
+  path = prepare.prepare(c, str(tmp_path), sp_model=vocab_lib.sentencepiece_model(c))
   old = prepared.read_manifest(path)
   c.data.max_history = 3
 
@@ -92,11 +92,11 @@ def test_changed_config_rewrites_and_crash_keeps_old(tmp_path, monkeypatch, caps
 
   monkeypatch.setattr(prepared, "write_users", boom)
   with pytest.raises(RuntimeError, match="disk full"):
-    prepare.prepare(c, str(tmp_path))
+    prepare.prepare(c, str(tmp_path), sp_model=vocab_lib.sentencepiece_model(c))
   assert prepared.read_manifest(path) == old              # old dataset untouched, complete
   assert sorted(os.listdir(tmp_path)) == ["prepared"]     # no temp dir left behind
   monkeypatch.undo()
-  prepare.prepare(c, str(tmp_path))
+  prepare.prepare(c, str(tmp_path), sp_model=vocab_lib.sentencepiece_model(c))
   new = prepared.read_manifest(path)
   assert new["config_hash"] != old["config_hash"] and new["max_history"] == 3
   assert "prepared dataset written" in capsys.readouterr().out
@@ -106,7 +106,8 @@ def test_changed_config_rewrites_and_crash_keeps_old(tmp_path, monkeypatch, caps
 def test_crash_on_fresh_workdir_writes_nothing(tmp_path, monkeypatch):
   monkeypatch.setattr(prepared, "write_event_shard", lambda *a, **k: 1 / 0)
   with pytest.raises(ZeroDivisionError):
-    prepare.prepare(tiny_config(), str(tmp_path))
+    c = tiny_config()
+    prepare.prepare(c, str(tmp_path), sp_model=vocab_lib.sentencepiece_model(c))
   assert os.listdir(tmp_path) == []
 
 
@@ -114,11 +115,11 @@ def test_bad_config_fails_before_writing(tmp_path):
   c = tiny_config()
   c.vocab.sp_model = str(tmp_path / "missing.model")
   with pytest.raises(ConfigError, match="config.vocab.sp_model: no such file"):
-    prepare.prepare(c, str(tmp_path / "w"))
+    prepare.prepare(c, str(tmp_path / "w"), sp_model=vocab_lib.sentencepiece_model(c))
   c = tiny_config()
   c.data.max_history = 0
   with pytest.raises(ConfigError, match="config.data.max_history"):
-    prepare.prepare(c, str(tmp_path / "w"))
+    prepare.prepare(c, str(tmp_path / "w"), sp_model=vocab_lib.sentencepiece_model(c))
   assert not os.path.exists(tmp_path / "w" / "prepared")
 
 
@@ -131,7 +132,7 @@ def test_given_sp_model_is_copied(tmp_path):
   (tmp_path / "t5.model").write_bytes(writer.getvalue())
   c = tiny_config()
   c.vocab.sp_model = str(tmp_path / "t5.model")
-  path = prepare.prepare(c, str(tmp_path / "w"))
+  path = prepare.prepare(c, str(tmp_path / "w"), sp_model=vocab_lib.sentencepiece_model(c))
   assert open(os.path.join(path, "spm.model"), "rb").read() == writer.getvalue()
 
 
@@ -163,7 +164,8 @@ def test_shards_end_at_user_boundaries(tmp_path):
   catalog, events = load_raw(c.data)
   phases = []
   path = prepare.write_prepared(catalog, events, c, str(tmp_path / "p"), examples_per_shard=100,
-                                verbose=False, on_phase=phases.append)
+                                verbose=False, on_phase=phases.append,
+                                sp_model=vocab_lib.sentencepiece_model(c))
   assert tuple(phases) == prepare.PHASES
   train_files = sorted(glob.glob(prepared.split_patterns(path)["train"]))
   assert len(train_files) > 2
@@ -225,14 +227,12 @@ def test_sentencepiece_corpus_is_a_seeded_sample_above_the_cap():
               timestamp=np.arange(3), behaviour=np.array([REC, SEARCH, SEARCH], np.int8),
               query=np.array(["", "blue mug", "zq"], dtype=object),
               user_ids=np.array(["a"], dtype=object))
-  prompts = tasks_config.default_prompt_texts()
   whole = prepare._corpus(texts, ev, seed=0)            # under the cap: unchanged
-  assert whole == texts + ["blue mug", "zq"] + prompts
+  assert whole == texts + ["blue mug", "zq"]
   small = prepare._corpus(texts, ev, seed=0, max_sentences=50)
   assert small == prepare._corpus(texts, ev, seed=0, max_sentences=50)
   assert small != prepare._corpus(texts, ev, seed=1, max_sentences=50)
-  assert small[-len(prompts):] == prompts
-  sample, chars = small[:50], small[50:-len(prompts)]
+  sample, chars = small[:50], small[50:]
   assert set(sample) <= set(texts + ["blue mug", "zq"])
   assert [texts.index(t) for t in sample if t in texts] == sorted(
       texts.index(t) for t in sample if t in texts)   # corpus order kept
@@ -240,6 +240,12 @@ def test_sentencepiece_corpus_is_a_seeded_sample_above_the_cap():
   assert set("".join(texts) + "blue mugzq") - {" "} <= set("".join(chars))
   model = spm.SentencePieceProcessor(model_proto=vocab_lib.train_sentencepiece(small, 80))
   assert 2 not in model.encode(" caf\u00e9 \u00fcber zq")   # no unk
+  # The model stored with the data (tasks.vocab) also learns every style's prompt texts.
+  c = get_base_config()
+  c.vocab.sp_vocab_size = 200
+  stored = spm.SentencePieceProcessor(model_proto=vocab_lib.sentencepiece_model(c)(small))
+  for prompt in tasks_config.default_prompt_texts():
+    assert 2 not in stored.encode(" " + prompt), prompt
 
 
 def test_item_ranks_cover_each_train_group():

@@ -14,7 +14,7 @@ from genret_jax.data.splits import TRAIN
 from genret_jax.errors import ConfigError
 from genret_jax.ids.types import IdTable, ItemIdentifiers, atomic_ids
 from genret_jax.tasks import config as tasks_config
-from genret_jax.tasks import formatting, register
+from genret_jax.tasks import formatting, register, vocab
 
 LONG = {"inputs": 1024, "targets": 512}
 
@@ -75,7 +75,7 @@ def _subset_amazon(src, dst, num_users=60):
 def sim(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("sim"))
   c = tiny_config()
-  prepare.prepare(c, workdir)
+  prepare.prepare(c, workdir, sp_model=vocab.sentencepiece_model(c))
   return c, workdir
 
 
@@ -89,7 +89,7 @@ def movielens(tmp_path_factory):
   c.data.source, c.data.path = "movielens", str(raw)
   c.data.movielens.min_tag_users = 1      # the subset has few users per tag
   workdir = str(tmp_path_factory.mktemp("ml"))
-  prepare.prepare(c, workdir)
+  prepare.prepare(c, workdir, sp_model=vocab.sentencepiece_model(c))
   return c, workdir
 
 
@@ -102,7 +102,7 @@ def amazon(tmp_path_factory):
   c = tiny_config()
   c.data.source, c.data.path = "amazon", str(raw)
   workdir = str(tmp_path_factory.mktemp("amazon"))
-  prepare.prepare(c, workdir)
+  prepare.prepare(c, workdir, sp_model=vocab.sentencepiece_model(c))
   return c, workdir
 
 
@@ -583,7 +583,7 @@ def test_a_dataset_without_search_events_registers_and_search_models_fail_clearl
   c = tiny_config()
   c.data.source, c.data.path = "generic", str(data)
   workdir = str(tmp_path / "w")
-  prepare.prepare(c, workdir)
+  prepare.prepare(c, workdir, sp_model=vocab.sentencepiece_model(c))
   c.tasks.mixture = "rec_only"
   reg = register(c, workdir, atomic_ids(200))
   assert reg["example_counts"]["rec"] > 0 and reg["example_counts"]["search"] == 0

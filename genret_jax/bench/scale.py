@@ -211,6 +211,7 @@ def prepared_dir() -> str:
 def stage_prepare(rec: dict) -> None:
   from genret_jax.data import prepare, prepared  # pylint: disable=g-import-not-at-top
   from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
+  from genret_jax.tasks import vocab  # pylint: disable=g-import-not-at-top
   config = make_config()
   prepare.validate(config)
   parts = rec["parts"]
@@ -218,7 +219,8 @@ def stage_prepare(rec: dict) -> None:
     catalog, events = load_raw(config.data)
   with meter(parts.setdefault("write_prepared", {})):
     phases = Phases(parts, "write_prepared.")
-    prepare.write_prepared(catalog, events, config, prepared_dir(), on_phase=phases)
+    prepare.write_prepared(catalog, events, config, prepared_dir(), on_phase=phases,
+                           sp_model=vocab.sentencepiece_model(config))
     phases.close()
   manifest = prepared.read_manifest(prepared_dir())
   rec["output"] = {"bytes": _dir_bytes(prepared_dir()), "files": len(manifest["files"]),

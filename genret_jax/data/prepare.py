@@ -113,7 +113,8 @@ def item_ranks(events: Events, split: np.ndarray, seed: int) -> np.ndarray:
 
 def _corpus(catalog_texts: list[str], events: Events, seed: int = 0,
             max_sentences: int = SP_MAX_SENTENCES) -> list[str]:
-  """The SentencePiece training corpus: item texts, distinct queries, prompt texts.
+  """The SentencePiece training corpus: item texts and distinct queries (the
+  `sp_model` function of write_prepared adds the prompt texts it needs).
 
   Above `max_sentences` item texts + queries, a seeded uniform sample of that
   many (in corpus order) is used, as SentencePiece's own `input_sentence_size`
@@ -122,7 +123,6 @@ def _corpus(catalog_texts: list[str], events: Events, seed: int = 0,
   listing every character of the full corpus (space-separated) so that no
   character becomes unknown. Smaller corpora are used whole (unchanged).
   """
-  from genret_jax.tasks import config as tasks_config  # pylint: disable=g-import-not-at-top
   queries = np.unique(events.query[events.behaviour != REC].astype(str)).tolist()
   texts = catalog_texts + queries
   if len(texts) > max_sentences:
@@ -130,18 +130,7 @@ def _corpus(catalog_texts: list[str], events: Events, seed: int = 0,
     chars = sorted(set().union(*map(set, texts)) - {" "})
     texts = [texts[i] for i in keep.tolist()] + [
         " ".join(chars[i:i + 500]) for i in range(0, len(chars), 500)]
-  return texts + tasks_config.default_prompt_texts()
-
-
-def _sp_model(config, texts: list[str]) -> bytes:
-  if config.vocab.sp_model:
-    with open(config.vocab.sp_model, "rb") as f:
-      return f.read()
-  from genret_jax.tasks import vocab  # pylint: disable=g-import-not-at-top
-  try:
-    return vocab.train_sentencepiece(texts, int(config.vocab.sp_vocab_size))
-  except RuntimeError as e:
-    raise ConfigError("vocab.sp_vocab_size", f"SentencePiece training failed: {e}") from None
+  return texts
 
 
 def _columns(events: Events, split: np.ndarray, hist: dict, ranks: np.ndarray,
@@ -181,9 +170,14 @@ PHASES = ("split", "negatives", "histories", "item_ranks", "items_users", "event
 
 
 def write_prepared(catalog: Catalog, events: Events, config: ml_collections.ConfigDict,
-                   out: str, examples_per_shard: int = 20_000, verbose: bool = True,
+                   out: str, *, sp_model: Callable[[list[str]], bytes],
+                   examples_per_shard: int = 20_000, verbose: bool = True,
                    on_phase: Callable[[str], None] | None = None) -> str:
   """Builds the prepared dataset from canonical tables into `out` (atomically).
+
+  `sp_model(corpus)` returns the serialized SentencePiece model stored with the data
+  (genret_jax.tasks.vocab.sentencepiece_model(config): the data layer does not know
+  the task prompts), given the item texts and queries of `_corpus`.
 
   `on_phase(name)` is called as each of PHASES ends (e.g. to time them).
   """
@@ -231,7 +225,7 @@ def write_prepared(catalog: Catalog, events: Events, config: ml_collections.Conf
     names.append(prepared_lib.QUERIES)
     phase("counts_queries")
     with open(os.path.join(tmp, prepared_lib.SP_MODEL), "wb") as f:
-      f.write(_sp_model(config, _corpus(texts, events, seed)))
+      f.write(sp_model(_corpus(texts, events, seed)))
     names.append(prepared_lib.SP_MODEL)
     phase("sentencepiece")
     files = {n: prepared_lib.file_sha256(os.path.join(tmp, n)) for n in names}
@@ -278,7 +272,8 @@ def reusable(config: ml_collections.ConfigDict, out: str) -> dict | None:
     return None
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
+def prepare(config: ml_collections.ConfigDict, workdir: str, *,
+            sp_model: Callable[[list[str]], bytes]) -> str:
   """raw data -> `{workdir}/prepared`; returns its path (reused when the config hash
   matches and the files are intact). Removes temporary folders of killed runs first."""
   validate(config)
@@ -296,4 +291,4 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
   t0 = time.time()
   catalog, events = load_raw(config.data)
   print(f"read {config.data.source} in {time.time() - t0:.1f} s")
-  return write_prepared(catalog, events, config, out)
+  return write_prepared(catalog, events, config, out, sp_model=sp_model)

@@ -26,9 +26,10 @@ def prepared_path(workdir: str) -> str:
 def run_prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Process 0 writes the prepared dataset; the others wait, then read it."""
   from genret_jax.data import prepare  # pylint: disable=g-import-not-at-top
+  from genret_jax.tasks import vocab  # pylint: disable=g-import-not-at-top
   path = prepared_path(workdir)
   if common.is_writer():
-    path = prepare.prepare(config, workdir)
+    path = prepare.prepare(config, workdir, sp_model=vocab.sentencepiece_model(config))
   common.barrier("genret_prepare")
   return path
 

@@ -17,7 +17,7 @@ TensorFlow give identical ids and strings.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import seqio
@@ -26,7 +26,9 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from sentencepiece import sentencepiece_model_pb2
 
+from genret_jax.errors import ConfigError
 from genret_jax.ids.types import IdTable
+from genret_jax.tasks import config as tasks_config
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 REC_ITEM, SRC_QUERY, SRC_ITEM = "<rec_item>", "<src_query>", "<src_item>"
@@ -240,3 +242,19 @@ def train_sentencepiece(texts: Sequence[str], vocab_size: int) -> bytes:
       normalization_rule_name="identity", character_coverage=1.0, hard_vocab_limit=False,
       num_threads=1, minloglevel=2)
   return writer.getvalue()
+
+
+def sentencepiece_model(config) -> Callable[[list[str]], bytes]:
+  """The `sp_model` function of genret_jax.data.prepare for `config`: the bytes of
+  `vocab.sp_model` when set, else a model of `vocab.sp_vocab_size` pieces trained on
+  the corpus plus every prompt style's texts (so any style tokenizes its prompts)."""
+  def build(corpus: list[str]) -> bytes:
+    if config.vocab.sp_model:
+      with open(config.vocab.sp_model, "rb") as f:
+        return f.read()
+    try:
+      return train_sentencepiece(corpus + tasks_config.default_prompt_texts(),
+                                 int(config.vocab.sp_vocab_size))
+    except RuntimeError as e:
+      raise ConfigError("vocab.sp_vocab_size", f"SentencePiece training failed: {e}") from None
+  return build
