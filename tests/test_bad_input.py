@@ -6,6 +6,7 @@ ConfigError, which `genret_jax.main` prints as `error: ...` with exit code 1; th
 itself is tested once, at the end); each valid-but-odd input gives exact counts. All
 in-process: the readers, `config.resolve` and `pipeline.run` are called directly.
 """
+# pylint: disable=protected-access
 
 import dataclasses
 import errno
@@ -554,18 +555,18 @@ def test_damaged_identifiers_are_rebuilt(tmp_path, capsys):
   common.write_json(str(folder / generative.IDS_RECORD),
                     cache.record_files(str(folder), ["ids.json", "ids.npz"]))
   (folder / "stamp").write_text("s")
-  assert generative._ids_reusable(str(folder), "s")  # pylint: disable=protected-access
+  assert generative._ids_reusable(str(folder), "s")
   npz = folder / "ids.npz"
   size = npz.stat().st_size
   with open(npz, "r+b") as f:
     f.truncate(size - 10)
-  assert not generative._ids_reusable(str(folder), "s")  # pylint: disable=protected-access
+  assert not generative._ids_reusable(str(folder), "s")
   assert capsys.readouterr().err.strip() == (
       f"warning: {npz}: {size - 10:,} bytes but files.json records {size:,} (truncated or "
       "changed); rebuilding the identifiers")
   # Without a record (an older workdir), a load failure is the check.
   (folder / generative.IDS_RECORD).unlink()
-  assert not generative._ids_reusable(str(folder), "s")  # pylint: disable=protected-access
+  assert not generative._ids_reusable(str(folder), "s")
   assert capsys.readouterr().err.startswith(f"warning: {folder}/ids: unreadable identifiers (")
 
 
@@ -581,9 +582,9 @@ def test_cut_off_json_caches_are_recomputed(tmp_path, capsys):
   npy, meta = tmp_path / "semantic.npy", tmp_path / "semantic.json"
   np.save(npy, np.ones((4, 3), np.float32))
   meta.write_text(json.dumps({"key": {"k": 1}, "info": {}}))
-  assert build._cached_embedding(str(npy), str(meta), {"k": 1}, 4)[0].shape == (4, 3)  # pylint: disable=protected-access
+  assert build._cached_embedding(str(npy), str(meta), {"k": 1}, 4)[0].shape == (4, 3)
   npy.write_bytes(npy.read_bytes()[:-8])
-  assert build._cached_embedding(str(npy), str(meta), {"k": 1}, 4) is None  # pylint: disable=protected-access
+  assert build._cached_embedding(str(npy), str(meta), {"k": 1}, 4) is None
   assert capsys.readouterr().err.startswith(f"warning: {npy}: unreadable embedding cache (")
 
 
@@ -627,7 +628,8 @@ def _truncate_largest(step_dir):
   size = f.stat().st_size
   with open(f, "r+b") as fh:
     fh.truncate(size // 2)
-  return f"{f.relative_to(step_dir)}: {size // 2:,} bytes but checkpoints.files.json records {size:,} (truncated or changed)"
+  return (f"{f.relative_to(step_dir)}: {size // 2:,} bytes but checkpoints.files.json records "
+          f"{size:,} (truncated or changed)")
 
 
 def _remove_input(step_dir):
