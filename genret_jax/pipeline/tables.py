@@ -2,7 +2,7 @@
 
 Layout under the workdir:
   <dataset>/data-<hash>/prepared             one prepared dataset per data block
-  <dataset>/<variant>/seed<s>/               a job (genret_jax.pipeline.run_job),
+  <dataset>/<variant>/seed<s>/               a job (genret_jax.pipeline.job.run_job),
                                              its `prepared` a link to the shared one
   table.md, table.json                       kind=table (genret_jax.report.write_paper_table)
   sweep_<task>_<metric>.png / .json          kind=sweep (genret_jax.report.write_sweep)
@@ -20,7 +20,7 @@ import ml_collections
 
 from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
-from genret_jax.pipeline import common, generative
+from genret_jax.pipeline import common, generative, job
 
 # dataset name -> (data.source, folder under table.data_root or '').
 DATASETS = {"simulated": ("simulated", ""), "ml-latest-small": ("movielens", "ml-latest-small"),
@@ -75,7 +75,6 @@ def parse_variants(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
 
 def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
          overrides: list[tuple[str, str]], where: str) -> dict:
-  from genret_jax import pipeline  # pylint: disable=g-import-not-at-top
   c = seed_config(dataset_config(config, dataset), seed)
   for k, v in overrides:
     config_lib.set_dotted(c, k, v.replace("+", ","), where)
@@ -93,7 +92,7 @@ def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
     os.symlink(os.path.relpath(shared, jobdir), link)
   common.barrier("genret_table_link")
   common.log(f"== {dataset} / {sub} / seed {seed}")
-  return pipeline.run_job(c, jobdir, mode)["results"]
+  return job.run_job(c, jobdir, mode)["results"]
 
 
 def _metrics(config) -> list[tuple[str, str]]:

@@ -1,0 +1,102 @@
+"""The package's import graph follows the layer order of the README's Layout table:
+every import (top-level or inside a function) of another genret_jax package is of a
+lower layer, and no chain of imports between modules comes back to where it started."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+
+from tests.conftest import REPO
+
+
+def readme_layers(readme: pathlib.Path = REPO / "README.md") -> dict[str, int]:
+  """{top-level name ('data', 'config', ...): layer} from the README's Layout table."""
+  section = readme.read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+  layers = {}
+  for layer, paths in re.findall(r"^\| (\d+) \| (.+?) \|", section, re.M):
+    for path in re.findall(r"`genret_jax/([a-z_]+)(?:\.py)?`", paths):
+      layers[path] = int(layer)
+  return layers
+
+
+def module_imports(root: pathlib.Path = REPO) -> dict[str, set[str]]:
+  """{module: genret_jax modules it imports anywhere in its body}; `from pkg import
+  sub` counts as `pkg.sub` when `sub` is a module, else as `pkg` (its __init__)."""
+  modules = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
+             for p in (root / "genret_jax").rglob("*.py")}
+  graph = {}
+  for name, path in modules.items():
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        targets.update(a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        for a in node.names:
+          full = f"{node.module}.{a.name}"
+          targets.add(full if full in modules else node.module)
+    graph[name] = {t for t in targets if t in modules and t != name}
+  return graph
+
+
+def _top(module: str) -> str:
+  return module.split(".")[1] if module.count(".") else ""
+
+
+def upward_imports(graph: dict[str, set[str]], layers: dict[str, int]) -> list[str]:
+  return sorted(f"{m} (layer {layers[_top(m)]}) imports {t} (layer {layers[_top(t)]})"
+                for m, targets in graph.items() if _top(m) for t in targets
+                if _top(t) and _top(t) != _top(m) and layers[_top(t)] >= layers[_top(m)])
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[str]:
+  state: dict[str, int] = {}     # 1 = on the current path, 2 = done
+  cycles = []
+
+  def visit(node: str, path: list[str]) -> None:
+    state[node] = 1
+    for nxt in sorted(graph[node]):
+      if state.get(nxt) == 1:
+        cycles.append(" -> ".join((path + [node])[(path + [node]).index(nxt):] + [nxt]))
+      elif nxt not in state:
+        visit(nxt, path + [node])
+    state[node] = 2
+
+  for module in sorted(graph):
+    if module not in state:
+      visit(module, [])
+  return cycles
+
+
+def test_every_package_has_a_layer_and_imports_only_lower_layers():
+  layers, graph = readme_layers(), module_imports()
+  tops = {_top(m) for m in graph} - {""}
+  assert tops <= set(layers), f"not in the README's Layout table: {sorted(tops - set(layers))}"
+  assert layers["errors"] == 0 and layers["config"] < layers["pipeline"] < layers["main"]
+  assert not upward_imports(graph, layers), "\n".join(upward_imports(graph, layers))
+
+
+def test_no_import_cycle_between_modules():
+  assert not import_cycles(module_imports()), "\n".join(import_cycles(module_imports()))
+
+
+def test_the_checks_find_function_local_upward_imports_and_cycles(tmp_path):
+  """On a made-up package: config imports pipeline inside a function (how the old
+  config -> pipeline cycle hid), and pipeline.a / pipeline.b import each other."""
+  pkg = tmp_path / "genret_jax"
+  (pkg / "pipeline").mkdir(parents=True)
+  (pkg / "__init__.py").write_text("")
+  (pkg / "config.py").write_text("def f():\n  from genret_jax.pipeline import a\n")
+  (pkg / "pipeline" / "__init__.py").write_text("from genret_jax import config\n")
+  (pkg / "pipeline" / "a.py").write_text("import genret_jax.pipeline.b\n")
+  (pkg / "pipeline" / "b.py").write_text("from genret_jax.pipeline import a\n")
+  (tmp_path / "README.md").write_text(
+      "## Layout\n\n| layer | path | what |\n|---|---|---|\n"
+      "| 1 | `genret_jax/config.py` | c |\n| 2 | `genret_jax/pipeline` | p |\n\n## Next\n")
+  graph, layers = module_imports(tmp_path), readme_layers(tmp_path / "README.md")
+  assert layers == {"config": 1, "pipeline": 2}
+  assert upward_imports(graph, layers) == [
+      "genret_jax.config (layer 1) imports genret_jax.pipeline.a (layer 2)"]
+  assert "genret_jax.pipeline.a -> genret_jax.pipeline.b -> genret_jax.pipeline.a" in \
+      import_cycles(graph)
