@@ -114,6 +114,10 @@ class Context:
     self._ids = None
     self._tasks: dict[str, dict] = {}
 
+  def set_ids(self, ids) -> None:
+    """The identifiers the ids step just built (saves reading them back)."""
+    self._ids = ids
+
   @property
   def ids(self):
     if self._ids is None:

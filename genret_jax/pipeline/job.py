@@ -33,7 +33,7 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
   else:   # reused as it is: its files must still match the manifest
     generative.check_prepared(workdir)
   if "ids" in steps:
-    ctx._ids = timed("ids", generative.run_ids, config, workdir)  # pylint: disable=protected-access
+    ctx.set_ids(timed("ids", generative.run_ids, config, workdir))
   # epochs -> train steps needs the registered tasks (the prepared data and ids).
   models = [(label, validation.schedule(ctx, m) if steps != ("prepare",) and
              steps != ("ids",) else m) for label, m in entries]
