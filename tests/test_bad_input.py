@@ -549,24 +549,24 @@ def test_stale_temporary_folders_are_removed(prepared_job, tmp_path, capsys):
 
 def test_damaged_identifiers_are_rebuilt(tmp_path, capsys):
   from genret_jax.ids import types  # pylint: disable=g-import-not-at-top
-  from genret_jax.pipeline import common, generative  # pylint: disable=g-import-not-at-top
+  from genret_jax.pipeline import common, steps  # pylint: disable=g-import-not-at-top
   folder = tmp_path / "ids" / "atomic"
   types.atomic_ids(50).save(str(folder))
-  common.write_json(str(folder / generative.IDS_RECORD),
+  common.write_json(str(folder / steps.IDS_RECORD),
                     cache.record_files(str(folder), ["ids.json", "ids.npz"]))
   (folder / "stamp").write_text("s")
-  assert generative._ids_reusable(str(folder), "s")
+  assert steps._ids_reusable(str(folder), "s")
   npz = folder / "ids.npz"
   size = npz.stat().st_size
   with open(npz, "r+b") as f:
     f.truncate(size - 10)
-  assert not generative._ids_reusable(str(folder), "s")
+  assert not steps._ids_reusable(str(folder), "s")
   assert capsys.readouterr().err.strip() == (
       f"warning: {npz}: {size - 10:,} bytes but files.json records {size:,} (truncated or "
       "changed); rebuilding the identifiers")
   # Without a record (an older workdir), a load failure is the check.
-  (folder / generative.IDS_RECORD).unlink()
-  assert not generative._ids_reusable(str(folder), "s")
+  (folder / steps.IDS_RECORD).unlink()
+  assert not steps._ids_reusable(str(folder), "s")
   assert capsys.readouterr().err.startswith(f"warning: {folder}/ids: unreadable identifiers (")
 
 

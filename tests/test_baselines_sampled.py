@@ -112,12 +112,12 @@ def test_sasrec_scores_the_same_candidates():
 
 @pytest.fixture(scope="module")
 def prepared_job(tmp_path_factory):
-  from genret_jax.pipeline import generative  # pylint: disable=g-import-not-at-top
+  from genret_jax.pipeline import steps  # pylint: disable=g-import-not-at-top
   c = config_lib.load_sibling(str(REPO / "x"), "configs/gensar.py").get_config()
   c.scale = "smoke"
   c.eval.ks = (1, 5, 10)
   workdir = str(tmp_path_factory.mktemp("baselines"))
-  generative.run_prepare(config_lib.resolve(c), workdir)
+  steps.run_prepare(config_lib.resolve(c), workdir)
   return c, workdir
 
 

@@ -10,7 +10,7 @@ import pytest
 from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
 from genret_jax.evaluation import generative as generative_eval
-from genret_jax.pipeline import common, generative, validation
+from genret_jax.pipeline import common, steps, validation
 from genret_jax.train import trainer
 from tests import pipeline_cli
 
@@ -19,9 +19,9 @@ from tests import pipeline_cli
 def ctx(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("validation"))
   config = pipeline_cli.config("configs/joint.py", **{"jax_cache_dir": ""})
-  generative.run_prepare(config, workdir)
-  c = generative.Context(config, workdir)
-  c._ids = generative.run_ids(config, workdir)  # pylint: disable=protected-access
+  steps.run_prepare(config, workdir)
+  c = steps.Context(config, workdir)
+  c.set_ids(steps.run_ids(config, workdir))
   return c
 
 
@@ -55,8 +55,8 @@ def test_epochs_set_steps_from_the_packed_mixture_and_validation_every_epoch(ctx
       "validation.every_epochs": 0.5, "validation.min_every_steps": 1000,
       "train.min_steps": 5000}))                 # small data: enough steps, few validations
   assert (floors.train.num_steps, floors.train.eval_every) == (5000, 1000)
-  steps = _model_config(ctx, "joint", epochs=0)
-  assert validation.schedule(ctx, steps) is steps  # epochs 0: train.num_steps as set
+  fixed = _model_config(ctx, "joint", epochs=0)
+  assert validation.schedule(ctx, fixed) is fixed  # epochs 0: train.num_steps as set
 
 
 def test_the_validator_decodes_validation_events_with_the_test_decoder(ctx):

@@ -27,7 +27,7 @@ from absl import app, flags
 import jax
 
 from genret_jax import config as config_lib
-from genret_jax.pipeline import common, generative
+from genret_jax.pipeline import common, steps
 from genret_jax.train import input_pipeline, optim, state as state_lib, step as step_lib
 from genret_jax.train import trainer
 
@@ -66,7 +66,7 @@ def cpu_model() -> str:
 class Runner:
   """One variant x task: the real packed batches and our jitted train step."""
 
-  def __init__(self, ctx: generative.Context, mixture: str, overrides: dict[str, str]):
+  def __init__(self, ctx: steps.Context, mixture: str, overrides: dict[str, str]):
     config = ctx.config.copy_and_resolve_references()
     for key, value in overrides.items():
       config_lib.set_dotted(config, key, str(value), "bench")
@@ -89,9 +89,9 @@ class Runner:
         reg["mixture"], lengths, split="train", seed=0, batch_size=self.batch_size, shards=1,
         sharding=self.sharding, pack=True, start_step=0)
 
-  def run(self, steps: int) -> tuple[float, int]:
-    """(seconds, examples) for `steps` steps, batches prefetched first."""
-    host = [next(self.batches) for _ in range(steps)]
+  def run(self, num_steps: int) -> tuple[float, int]:
+    """(seconds, examples) for `num_steps` steps, batches prefetched first."""
+    host = [next(self.batches) for _ in range(num_steps)]
     examples = sum(int(b["encoder_segment_ids"].max(axis=1).sum()) for b in host)
     start = time.perf_counter()
     metrics = None
@@ -107,9 +107,9 @@ def main(argv):
   load_before = load_average()
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="genret_inputs_bench_")
   config = config_lib.resolve(config_lib.get_base_config())
-  generative.run_prepare(config, workdir)
-  ctx = generative.Context(config, workdir)
-  ctx._ids = generative.run_ids(config, workdir)  # pylint: disable=protected-access
+  steps.run_prepare(config, workdir)
+  ctx = steps.Context(config, workdir)
+  ctx.set_ids(steps.run_ids(config, workdir))
   runners = {(v, t): Runner(ctx, t, o) for v, o in VARIANTS.items() for t in TASKS}
   for runner in runners.values():
     runner.run(_WARMUP.value)

@@ -4,7 +4,7 @@
     top-`analysis.h1_top_k` predictions vs the targets': smoothed KL and a
     calibration plot `plots/h1_<task>.png`.
   H2: the ID-token vectors of each model (output-head columns, or embedding
-    rows when tied; `generative.id_embeddings`) vs content (TF-IDF) and
+    rows when tied; `steps.id_embeddings`) vs content (TF-IDF) and
     co-occurrence (TRAIN sequences) neighbours; t-SNE `plots/h2_tsne.png`
     coloured by TRAIN rec popularity, one panel per model.
 """
@@ -19,7 +19,7 @@ import numpy as np
 from genret_jax.analysis import ANALYSES
 from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
-from genret_jax.pipeline import common, generative
+from genret_jax.pipeline import common, steps
 
 
 
@@ -31,7 +31,7 @@ def names(config: ml_collections.ConfigDict) -> list[str]:
   return out
 
 
-def run_analyze(ctx: generative.Context, models: list[tuple[str, ml_collections.ConfigDict]],
+def run_analyze(ctx: steps.Context, models: list[tuple[str, ml_collections.ConfigDict]],
                 eval_stamps: dict[str, str]) -> dict:
   """{'h1': {task: h1_analysis result}, 'h2': h2_analysis result} (stamped cache)."""
   from genret_jax.analysis import h1, h2  # pylint: disable=g-import-not-at-top
@@ -48,7 +48,7 @@ def run_analyze(ctx: generative.Context, models: list[tuple[str, ml_collections.
   if cached is not None:
     common.log(f"analyze: reusing {path}")
     return cached
-  ds = prepared.load(generative.prepared_path(workdir))
+  ds = prepared.load(steps.prepared_path(workdir))
   n = ds.catalog.num_items
   pop = train_popularity(ds.events, ds.split, n)
   out: dict = {}
@@ -75,7 +75,7 @@ def run_analyze(ctx: generative.Context, models: list[tuple[str, ml_collections.
   if "h2" in wanted:
     emb = {}
     for label, mconfig in models:
-      rows = generative.id_embeddings(ctx, label, mconfig)
+      rows = steps.id_embeddings(ctx, label, mconfig)
       emb[common.display_name(label)] = rows["rec"]
     user, item = h2.train_sequences(ds.events, ds.split)
     out["h2"] = h2.h2_analysis(

@@ -20,7 +20,7 @@ import ml_collections
 
 from genret_jax import config as config_lib
 from genret_jax.errors import ConfigError
-from genret_jax.pipeline import common, generative, job
+from genret_jax.pipeline import common, job, steps
 
 # dataset name -> (data.source, folder under table.data_root or '').
 DATASETS = {"simulated": ("simulated", ""), "ml-latest-small": ("movielens", "ml-latest-small"),
@@ -83,7 +83,7 @@ def _job(config, workdir: str, dataset: str, sub: str, seed: int, mode: str,
   config_lib.validate(c)
   # Seeds and most variants share the data block: prepare each distinct one
   # once in <dataset>/data-<hash>/prepared and link it into the jobs.
-  shared = generative.run_prepare(
+  shared = steps.run_prepare(
       c, os.path.join(workdir, dataset, "data-" + common.stamp(c.data)[:12]))
   jobdir = os.path.join(workdir, dataset, sub, f"seed{seed}")
   link = os.path.join(jobdir, "prepared")
