@@ -4,7 +4,9 @@ r"""Scale run (issue 7): prepare -> ids -> trie tables -> decoding on a large si
       --num_events=10000000 --num_users=500000 --queries=1024 --workdir=/tmp/genret_scale]
 
 Every stage runs the project's own code path, in its own subprocess (unless
---in_process), so that its peak memory is its own:
+--in_process), so that its peak memory is its own (which is why each stage
+imports what it uses inside its function: the parent process and the other
+stages never load it):
 
   prepare  genret_jax.data.readers.load_raw (the simulator, every knob passed
            explicitly, see SIMULATOR) + genret_jax.data.prepare.write_prepared:

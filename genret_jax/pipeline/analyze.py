@@ -16,11 +16,12 @@ import os
 import ml_collections
 import numpy as np
 
-from genret_jax.analysis import ANALYSES
 from genret_jax import config as config_lib
+from genret_jax.analysis import ANALYSES, h1, h2
+from genret_jax.data import prepared
+from genret_jax.data.stats import train_popularity
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common, steps
-
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
@@ -34,9 +35,6 @@ def names(config: ml_collections.ConfigDict) -> list[str]:
 def run_analyze(ctx: steps.Context, models: list[tuple[str, ml_collections.ConfigDict]],
                 eval_stamps: dict[str, str]) -> dict:
   """{'h1': {task: h1_analysis result}, 'h2': h2_analysis result} (stamped cache)."""
-  from genret_jax.analysis import h1, h2  # pylint: disable=g-import-not-at-top
-  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
-  from genret_jax.data.stats import train_popularity  # pylint: disable=g-import-not-at-top
   config, workdir = ctx.config, ctx.workdir
   wanted = names(config)
   if not wanted or not models:

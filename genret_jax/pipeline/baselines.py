@@ -23,8 +23,12 @@ import numpy as np
 
 from genret_jax import config as config_lib
 from genret_jax.baselines.registry import BASELINES, BaselineInputs
+from genret_jax.data import prepared
+from genret_jax.data.splits import TEST
+from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common
+
 
 TASKS = {"rec": 0, "search": 1}   # task -> behaviour (REC, SEARCH)
 
@@ -49,9 +53,6 @@ def candidates_of(ds, events: np.ndarray) -> np.ndarray:
 
 def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """{model: {task: {metric: value}}} of `config.baselines` (stamped cache)."""
-  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
-  from genret_jax.data.splits import TEST  # pylint: disable=g-import-not-at-top
-  from genret_jax.decoding import config as decoding_config  # pylint: disable=g-import-not-at-top
   wanted = names(config)
   if not wanted:
     return {}

@@ -6,7 +6,9 @@ import os
 from typing import Mapping
 
 from genret_jax.evaluation import collapse
+from genret_jax.evaluation import results as results_lib
 from genret_jax.pipeline import common
+from genret_jax.report.tables import atomic_write
 
 
 def _analysis_markdown(analysis: Mapping) -> str:
@@ -36,8 +38,6 @@ def _analysis_markdown(analysis: Mapping) -> str:
 
 def write_report(workdir: str, results: Mapping, analysis: Mapping, title: str = "") -> str:
   """Writes results.json / results.md (process 0 only); returns the Markdown."""
-  from genret_jax.evaluation import results as results_lib  # pylint: disable=g-import-not-at-top
-  from genret_jax.report.tables import atomic_write  # pylint: disable=g-import-not-at-top
   warnings = collapse.collapse_warnings(results)
   for line in warnings:
     common.log(line)

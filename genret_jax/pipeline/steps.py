@@ -9,14 +9,22 @@ int32[Q, R] ranked, -1 padded; targets int32[Q]) for the analyses.
 
 from __future__ import annotations
 
+import json
 import os
 
 import ml_collections
 import numpy as np
 
+from genret_jax import cache, tasks
+from genret_jax.data import prepare, prepared
+from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError, DataError
-from genret_jax.evaluation import collapse
+from genret_jax.evaluation import collapse, generative
+from genret_jax.ids import build
+from genret_jax.model import partitioning
 from genret_jax.pipeline import common, validation
+from genret_jax.tasks import vocab as vocab_lib
+from genret_jax.train import trainer
 
 
 def prepared_path(workdir: str) -> str:
@@ -25,18 +33,15 @@ def prepared_path(workdir: str) -> str:
 
 def run_prepare(config: ml_collections.ConfigDict, workdir: str) -> str:
   """Process 0 writes the prepared dataset; the others wait, then read it."""
-  from genret_jax.data import prepare  # pylint: disable=g-import-not-at-top
-  from genret_jax.tasks import vocab  # pylint: disable=g-import-not-at-top
   path = prepared_path(workdir)
   if common.is_writer():
-    path = prepare.prepare(config, workdir, sp_model=vocab.sentencepiece_model(config))
+    path = prepare.prepare(config, workdir, sp_model=vocab_lib.sentencepiece_model(config))
   common.barrier("genret_prepare")
   return path
 
 
 def _manifest(workdir: str) -> dict:
   """The verified manifest of the job's prepared dataset (files checked against it)."""
-  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
   path = prepared_path(workdir)
   if prepared.read_manifest(path) is None:
     raise ConfigError("workdir", f"{path} holds no prepared dataset; run --mode=prepare")
@@ -58,8 +63,6 @@ IDS_RECORD = "files.json"   # beside ids/<scheme>/stamp: size + sha256 of the sa
 def _ids_reusable(folder: str, want: str) -> bool:
   """Whether ids/<scheme> holds identifiers of stamp `want` whose files match their
   record; a damaged folder is rebuilt, with a warning naming the file."""
-  from genret_jax import cache  # pylint: disable=g-import-not-at-top
-  from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
   try:
     with open(os.path.join(folder, "stamp")) as f:
       if f.read() != want:
@@ -83,9 +86,6 @@ def _ids_reusable(folder: str, want: str) -> bool:
 def run_ids(config: ml_collections.ConfigDict, workdir: str):
   """Builds (process 0) or reuses the identifiers of config.ids.scheme (reused when the
   stamp matches and the saved files match their size + sha256 record)."""
-  from genret_jax import cache  # pylint: disable=g-import-not-at-top
-  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
-  from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
   folder = os.path.join(workdir, "ids", config.ids.scheme)
   want = ids_stamp(config, workdir)
   if common.is_writer():
@@ -121,7 +121,6 @@ class Context:
   @property
   def ids(self):
     if self._ids is None:
-      from genret_jax.ids import build  # pylint: disable=g-import-not-at-top
       self._ids = build.load_identifiers(self.workdir, self.config.ids.scheme)
     return self._ids
 
@@ -129,13 +128,11 @@ class Context:
     """tasks.register for one model's config (cached by its tasks block)."""
     key = common.stamp(mconfig.tasks, mconfig.vocab)
     if key not in self._tasks:
-      from genret_jax import tasks  # pylint: disable=g-import-not-at-top
       self._tasks[key] = tasks.register(mconfig, self.workdir, self.ids)
     return self._tasks[key]
 
 
 def run_train(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> dict:
-  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   reg = ctx.registered(mconfig)
   validate_fn = (validation.make_validator(ctx, mconfig)
                  if mconfig.train.best_metric.startswith("val_") else None)
@@ -151,10 +148,6 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
   Returns {task: {metric: value}} (full protocol names, and 'sampled_*' with
   eval.protocol sampled/both).
   """
-  from genret_jax.decoding import config as decoding_config  # pylint: disable=g-import-not-at-top
-  from genret_jax.evaluation import generative  # pylint: disable=g-import-not-at-top
-  from genret_jax.model import partitioning  # pylint: disable=g-import-not-at-top
-  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   decoding_config.validate(mconfig.decode, mconfig.eval)
   mdir = common.model_dir(ctx.workdir, label)
   step = trainer.selected_step(mconfig, mdir)
@@ -211,7 +204,6 @@ def run_eval(ctx: Context, label: str, mconfig: ml_collections.ConfigDict) -> di
 
 def eval_stamp(workdir: str, label: str) -> str:
   """The stamp of a model's eval.json ('' when absent)."""
-  import json  # pylint: disable=g-import-not-at-top
   path = os.path.join(common.model_dir(workdir, label), "eval.json")
   if not os.path.exists(path):
     return ""
@@ -229,7 +221,6 @@ def id_embeddings(ctx: Context, label: str, mconfig: ml_collections.ConfigDict
   untied head the input-embedding row of an atomic ID is only fed back to
   predict EOS and barely moves from its initialisation.)
   """
-  from genret_jax.train import trainer  # pylint: disable=g-import-not-at-top
   reg = ctx.registered(mconfig)
   vocab = reg["vocabulary"]
   _, params, _ = trainer.restore_params(mconfig, common.model_dir(ctx.workdir, label),

@@ -19,8 +19,10 @@ import pathlib
 import ml_collections
 
 from genret_jax import config as config_lib
+from genret_jax import report
 from genret_jax.errors import ConfigError
 from genret_jax.pipeline import common, job, steps
+
 
 # dataset name -> (data.source, folder under table.data_root or '').
 DATASETS = {"simulated": ("simulated", ""), "ml-latest-small": ("movielens", "ml-latest-small"),
@@ -122,7 +124,6 @@ def _rows(results: dict, metrics, suffix: str) -> dict:
 
 def run_table(config: ml_collections.ConfigDict, workdir: str, mode: str) -> None:
   """Runs every row job of `config.table`, then writes the table or the sweep plots."""
-  from genret_jax import report  # pylint: disable=g-import-not-at-top
   t = config.table
   datasets = config_lib.split_list(t.datasets)
   for d in datasets:

@@ -19,14 +19,15 @@ from typing import Any, Callable
 
 import ml_collections
 import numpy as np
-
 import seqio
 
+from genret_jax.data import prepared
 from genret_jax.decoding import config as decoding_config
 from genret_jax.errors import ConfigError
 from genret_jax.evaluation import generative as generative_eval
 from genret_jax.model import partitioning
 from genret_jax.pipeline import common
+from genret_jax.tasks.registry import MIXTURE_KINDS
 from genret_jax.train import input_pipeline, trainer
 
 
@@ -99,7 +100,6 @@ def make_validator(ctx, mconfig: ml_collections.ConfigDict
 
 def validated_tasks(ctx, mconfig: ml_collections.ConfigDict) -> list[str]:
   """The model's eval tasks ('rec' / 'search') that have VALIDATION events."""
-  from genret_jax.data import prepared  # pylint: disable=g-import-not-at-top
   manifest = prepared.read_manifest(f"{ctx.workdir}/prepared")
   per_split = manifest["counts"]["per_split"]["validation"]
   return [b for b in sorted(ctx.registered(mconfig)["eval_tasks"]) if int(per_split[b]) > 0]
@@ -125,7 +125,6 @@ def schedule(ctx, mconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   """
   if mconfig.epochs <= 0:
     return mconfig
-  from genret_jax.tasks.registry import MIXTURE_KINDS  # pylint: disable=g-import-not-at-top
   reg = ctx.registered(mconfig)
   counts = reg["example_counts"]
   total = 0.0
