@@ -72,17 +72,18 @@ def stderr_silenced(active: bool = True) -> Iterator[None]:
 
 
 def run(config, workdir: str, mode: str, quiet: bool = False) -> None:
-  """Starts TensorFlow, JAX (and jax.distributed) - with their start-up logging
-  hidden when `quiet` - then runs the job."""
+  """Starts JAX (jax.distributed first: nothing may touch the XLA backend before it)
+  and TensorFlow - with their start-up logging hidden when `quiet` - then runs the job."""
   with stderr_silenced(quiet):
-    from genret_jax import distributed, pipeline  # pylint: disable=g-import-not-at-top
-    _hide_gpus_from_tensorflow()
-  pipeline.common.enable_compilation_cache(config, workdir)
+    from genret_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   with stderr_silenced(quiet):
     import jax  # pylint: disable=g-import-not-at-top
     jax.devices()     # backend start-up (CUDA / TPU probing) logs here
+    from genret_jax import pipeline  # pylint: disable=g-import-not-at-top
+    _hide_gpus_from_tensorflow()
+  pipeline.common.enable_compilation_cache(config, workdir)
   distributed.check_same_config(config)
   pipeline.run(config, workdir, mode)
 

@@ -3,7 +3,8 @@ training overrides): a model that reads its input solves it, one that collapsed 
 popularity scores ~1/200. These are the tests that would have caught the collapse.
 
 The default model, Gen_R+S (one T5 for both tasks), on 200 items and 400 users: it
-trains the default minimum of 300 steps (~2-3 min on 2 cores). The task-specific
+trains the default minimum of 300 steps (~2-3 min on 2 cores), validated and tested
+on 200 seeded queries per task instead of all 400. The task-specific
 models on 1,000 users are measured in docs/results.md."""
 
 import pytest
@@ -19,6 +20,7 @@ def job(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("known_answer_job")
   proc, _ = run_cli(workdir, "configs/joint.py", scale="cpu", **{
       "data.source": "generic", "data.path": str(data), "models": "joint",
+      "validation.max_queries": 200, "eval.max_queries": 200,
       "baselines": "pop", "analyses": ""})
   return workdir, proc
 
@@ -29,7 +31,8 @@ def test_default_recipe_learns_the_successor_and_the_item_names(job):
   results = read_json(workdir / "results.json")
   for task in ("rec", "search"):
     assert results["Gen_R+S"][task]["recall@1"] >= 0.8, results["Gen_R+S"][task]
-    assert results["Gen_R+S"][task]["top1_distinct_items"] >= 150   # of 200 items, 400 users
+    # 200 queries' targets cover ~126 distinct items; a collapsed model has <= 5.
+    assert results["Gen_R+S"][task]["top1_distinct_items"] >= 100
   assert "collapsed" not in (workdir / "results.md").read_text()
   assert "best val_ndcg@10" in proc.stdout        # the validation-picked checkpoint
 

@@ -5,8 +5,11 @@ lower layer, and no chain of imports between modules comes back to where it star
 from __future__ import annotations
 
 import ast
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 from tests.conftest import REPO
 
@@ -100,3 +103,13 @@ def test_the_checks_find_function_local_upward_imports_and_cycles(tmp_path):
       "genret_jax.config (layer 1) imports genret_jax.pipeline.a (layer 2)"]
   assert "genret_jax.pipeline.a -> genret_jax.pipeline.b -> genret_jax.pipeline.a" in \
       import_cycles(graph)
+
+
+def test_importing_the_pipeline_does_not_start_the_xla_backend():
+  """jax.distributed.initialize must come before anything touches the backend; an import
+  that runs a JAX computation (bm25s does) breaks every multi-process job."""
+  code = ("import jax\nfrom jax._src import xla_bridge\nimport genret_jax.main, genret_jax.pipeline\n"
+          "print(bool(xla_bridge._backends))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300, check=True)
+  assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -16,7 +16,7 @@ from typing import Callable, Mapping
 import ml_collections
 import numpy as np
 
-from genret_jax.baselines import bm25, popularity, sasrec
+from genret_jax.baselines import popularity, sasrec
 from genret_jax.cache import warn
 from genret_jax.data.stats import train_popularity
 
@@ -68,6 +68,9 @@ def run_popularity(inputs: BaselineInputs) -> Results:
 def run_bm25(inputs: BaselineInputs) -> Results:
   """BM25 over the item texts, search task (skipped with a warning when no item
   text has a word it indexes)."""
+  # bm25s runs a JAX computation when imported, which would start the XLA backend
+  # before jax.distributed.initialize in a multi-process job: imported when used.
+  from genret_jax.baselines import bm25  # pylint: disable=g-import-not-at-top
   ds, idx = inputs.dataset, inputs.test["search"]
   if not idx.size:
     return {}
