@@ -33,14 +33,6 @@ from genret_jax.pipeline import common
 TASKS = {"rec": 0, "search": 1}   # task -> behaviour (REC, SEARCH)
 
 
-def names(config: ml_collections.ConfigDict) -> list[str]:
-  out = config_lib.split_list(config.baselines)
-  bad = [b for b in out if b not in BASELINES]
-  if bad:
-    raise ConfigError("baselines", f"{bad} not in {tuple(BASELINES)}")
-  return out
-
-
 def candidates_of(ds, events: np.ndarray) -> np.ndarray:
   """int32[Q, C] prepared candidates (target first, then the negatives) of the
   VALID/TEST event indices `events` (int[Q]) of a PreparedDataset."""
@@ -53,7 +45,7 @@ def candidates_of(ds, events: np.ndarray) -> np.ndarray:
 
 def run_baselines(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """{model: {task: {metric: value}}} of `config.baselines` (stamped cache)."""
-  wanted = names(config)
+  wanted = config_lib.split_list(config.baselines)   # names checked by config.validate
   if not wanted:
     return {}
   manifest = prepared.read_manifest(os.path.join(workdir, "prepared"))
