@@ -30,6 +30,9 @@ file or a command-line override changes win over the scale.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from genret_jax.data import config as data_config
@@ -148,8 +151,6 @@ def get_base_config() -> ml_collections.ConfigDict:
 def load_sibling(here: str, relative: str):
   """The module of the config file at `relative` to the file `here` (configs/paper/*
   build on configs/*.py without `configs` having to be importable)."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
   path = os.path.normpath(os.path.join(os.path.dirname(here), relative))
   spec = importlib.util.spec_from_file_location(
       "genret_config_" + os.path.splitext(os.path.basename(path))[0], path)
@@ -269,6 +270,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def validate_blocks(config: ml_collections.ConfigDict) -> None:
   """Runs every block's own validator (data, vocab, tasks, ids, model, mesh, train,
   decode, eval): ConfigError naming the first bad key, before any work."""
+  # The validators' modules import TensorFlow and seqio; configs/*.py import this
+  # module while flags are parsed, before main starts JAX and TF, so it stays light.
   # pylint: disable=g-import-not-at-top
   from genret_jax.data import prepare
   from genret_jax.ids import build

@@ -13,6 +13,7 @@ import json
 import os
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from genret_jax.errors import ConfigError, GenRetError
@@ -60,7 +61,6 @@ def check_same_config(config) -> None:
   """Fails on every process unless all processes run the same config."""
   if jax.process_count() == 1:
     return
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   digest = np.frombuffer(bytes.fromhex(config_hash(config)), dtype=np.uint32).astype(np.int64)
   gathered = np.asarray(multihost_utils.process_allgather(digest))
   if not (gathered == gathered[0]).all():

@@ -46,6 +46,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 def _hide_gpus_from_tensorflow() -> None:
   """TensorFlow only feeds data; it must not grab accelerator memory."""
+  # Imported after jax.distributed.initialize (see run), under the quiet stderr.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
 
@@ -74,13 +75,18 @@ def stderr_silenced(active: bool = True) -> Iterator[None]:
 def run(config, workdir: str, mode: str, quiet: bool = False) -> None:
   """Starts JAX (jax.distributed first: nothing may touch the XLA backend before it)
   and TensorFlow - with their start-up logging hidden when `quiet` - then runs the job."""
+  # Imported here, not at the top: the XLA backend must not start before
+  # jax.distributed.initialize, and start-up logs go to the quiet stderr.
   with stderr_silenced(quiet):
+    # (distributed imports jax, whose plugins may log on import.)
     from genret_jax import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   with stderr_silenced(quiet):
+    # After jax.distributed.initialize: now the backend may start.
     import jax  # pylint: disable=g-import-not-at-top
     jax.devices()     # backend start-up (CUDA / TPU probing) logs here
+    # The pipeline imports TensorFlow and seqio (their start-up logs, quiet).
     from genret_jax import pipeline  # pylint: disable=g-import-not-at-top
     _hide_gpus_from_tensorflow()
   pipeline.common.enable_compilation_cache(config, workdir)

@@ -113,3 +113,49 @@ def test_importing_the_pipeline_does_not_start_the_xla_backend():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300, check=True)
   assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+# Modules whose docstring states one rule for all their function-local imports.
+LOCAL_IMPORT_POLICIES = {
+    "genret_jax/bench/scale.py": "each part imports what it uses, so its time and RSS are its own",
+}
+
+
+def unexplained_local_imports(root: pathlib.Path = REPO) -> list[str]:
+  """'path:line' of each import inside a function with no comment saying why: a
+  `#` line right above its group of imports (pylint pragmas do not count)."""
+  out = []
+  for path in sorted((root / "genret_jax").rglob("*.py")):
+    rel = path.relative_to(root).as_posix()
+    if rel in LOCAL_IMPORT_POLICIES:
+      continue
+    lines = path.read_text().splitlines()
+    for fn in ast.walk(ast.parse("\n".join(lines), rel)):
+      if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        continue
+      for node in ast.walk(fn):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
+          continue
+        i = node.lineno - 2        # the line above, 0-based
+        while i >= 0 and (lines[i].strip().startswith(("import ", "from "))
+                          or lines[i].strip().startswith("# pylint:")):
+          i -= 1
+        above = lines[i].strip() if i >= 0 else ""
+        if not (above.startswith("#") and not above.startswith("# pylint:")):
+          out.append(f"{rel}:{node.lineno}")
+  return sorted(set(out))
+
+
+def test_function_local_imports_say_why():
+  """Imports go at the top of the module; one inside a function (an optional or heavy
+  dependency, the order JAX must start in) carries a comment with the reason."""
+  assert not unexplained_local_imports(), "\n".join(unexplained_local_imports())
+
+
+def test_the_local_import_check_finds_an_unexplained_one(tmp_path):
+  (tmp_path / "genret_jax").mkdir()
+  (tmp_path / "genret_jax" / "m.py").write_text(
+      "def f():\n  import os  # pylint: disable=g-import-not-at-top\n"
+      "def g():\n  # torch is optional.\n  import torch\n  import transformers\n"
+      "def h():\n  x = 1\n  # pylint: disable=g-import-not-at-top\n  import json\n")
+  assert unexplained_local_imports(tmp_path) == ["genret_jax/m.py:10", "genret_jax/m.py:2"]

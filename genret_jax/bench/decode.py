@@ -160,6 +160,7 @@ class PythonTrieSearch:
 
 # ---------------------------------------------------------------- Hugging Face
 def make_hf(vocab: int):
+  # torch and transformers are optional (the `test` extra): imported for the peer only.
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   cfg = transformers.T5Config(vocab_size=network.pad_vocab_size(vocab), d_model=128, d_kv=64,
@@ -171,6 +172,7 @@ def make_hf(vocab: int):
 
 
 def hf_generate(model, x, beam, steps, allowed_fn):
+  # torch is optional (the `test` extra).
   import torch  # pylint: disable=g-import-not-at-top
   with torch.no_grad():
     ids = torch.as_tensor(x, dtype=torch.long)

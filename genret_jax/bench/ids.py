@@ -53,6 +53,7 @@ def _current_rss_mb() -> float:
 
 
 def _worker(impl: str) -> dict:
+  # Imported in the worker subprocess: each implementation's peak RSS is its own.
   import numpy as np  # pylint: disable=g-import-not-at-top
   from genret_jax.ids import rq_kmeans, stats  # pylint: disable=g-import-not-at-top
   x = np.random.default_rng(0).standard_normal((_NUM.value, _DIM.value), dtype=np.float32)
@@ -65,6 +66,7 @@ def _worker(impl: str) -> dict:
       res = rq_kmeans.rq_kmeans(x, _LEVELS.value, _CODES.value, seed=0,
                                 iterations=_ITERS.value, chunk=chunk)
       return res.codes, res.recon_error[-1]
+    # Only the sklearn worker loads scikit-learn (its RSS is metered).
     from sklearn.cluster import KMeans  # pylint: disable=g-import-not-at-top
     residual, codes = x.astype(np.float32), []
     for level in range(_LEVELS.value):

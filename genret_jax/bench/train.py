@@ -35,7 +35,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genret_jax.model import config as model_config
 from genret_jax.model import network, partitioning
+from genret_jax.train import config as train_config
 from genret_jax.train import optim, state as state_lib, step as step_lib
 
 _OUT = flags.DEFINE_string("out", "/tmp/train_bench.json", "JSON output path.")
@@ -61,7 +63,6 @@ VARIANTS = {"xla_default": ({}, 16), "dropout_32bit": (None, 32), "before": ({},
 
 
 def _train_config() -> ml_collections.ConfigDict:
-  from genret_jax.train import config as train_config  # pylint: disable=g-import-not-at-top
   cfg = train_config.default_config()
   cfg.optimizer, cfg.learning_rate, cfg.schedule, cfg.warmup_steps = "adamw", 1e-3, "constant", 0
   cfg.weight_decay, cfg.grad_clip_norm, cfg.z_loss = 0.01, 1.0, 0.0
@@ -88,7 +89,6 @@ def parse_dims(items: list[str]) -> dict[str, int]:
     app.UsageError: an entry that is not key=positive-int or a key outside
       genret_jax.model.config.DIM_KEYS.
   """
-  from genret_jax.model import config as model_config  # pylint: disable=g-import-not-at-top
   out = {}
   for item in items:
     key, _, value = item.partition("=")
@@ -142,6 +142,7 @@ class HuggingFace:
   """transformers T5ForConditionalGeneration with the same dimensions."""
 
   def __init__(self, t5: network.T5Config):
+    # torch and transformers are optional (the `test` extra): imported for the peer only.
     import torch  # pylint: disable=g-import-not-at-top
     import transformers  # pylint: disable=g-import-not-at-top
     self.torch = torch
@@ -183,6 +184,7 @@ def bench_size(size: str, batches, threads: int) -> dict:
   if _CPU_VARIANTS.value:
     runners.update({name: Ours(size, *v) for name, v in VARIANTS.items()})
   if not _SKIP_HF.value:
+    # torch is optional (the `test` extra).
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(threads)
     runners["hf"] = HuggingFace(ours.t5)

@@ -136,6 +136,8 @@ def search_negatives(item_texts: list[str], queries: np.ndarray, target_items: n
   Returns:
     int32[R, num_negatives], items by decreasing BM25 score, target excluded.
   """
+  # bm25s runs a JAX computation when imported (starting the XLA backend): imported
+  # here, so that importing the pipeline leaves jax.distributed free to initialize.
   import bm25s  # pylint: disable=g-import-not-at-top
   logging.getLogger("bm25s").setLevel(logging.WARNING)
   num_items = len(item_texts)

@@ -27,6 +27,7 @@ import numpy as np
 from genret_jax import cache
 from genret_jax.data import negatives as negatives_lib
 from genret_jax.data import prepared as prepared_lib
+from genret_jax.data import readers
 from genret_jax.data import stats as stats_lib
 from genret_jax.data.schema import BEHAVIOURS, REC, Catalog, Events
 from genret_jax.data.splits import SPLIT_NAMES, TRAIN, leave_one_out
@@ -46,7 +47,6 @@ def config_hash(config: ml_collections.ConfigDict) -> str:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Checks config.data (readers.validate) and config.vocab; ConfigError naming the key."""
-  from genret_jax.data import readers  # pylint: disable=g-import-not-at-top
   readers.validate(config.data)
   if config.vocab.sp_model:
     if not os.path.isfile(config.vocab.sp_model):
@@ -287,8 +287,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str, *,
     print(f"reusing prepared dataset {out} (same config hash {manifest['config_hash'][:12]}, "
           "files verified)")
     return out
-  from genret_jax.data.readers import load_raw  # pylint: disable=g-import-not-at-top
   t0 = time.time()
-  catalog, events = load_raw(config.data)
+  catalog, events = readers.load_raw(config.data)
   print(f"read {config.data.source} in {time.time() - t0:.1f} s")
   return write_prepared(catalog, events, config, out, sp_model=sp_model)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
+import numpy as np
+
 POPULARITY = {"rec": "Pop_R", "search": "Pop_S"}
 MAX_DISTINCT_TOP1 = 5      # at most this many distinct top-1 items: collapsed
 MAX_TOP1_SHARE = 0.5       # one item is the top-1 of at least this share of queries
@@ -20,7 +22,6 @@ METRIC = "recall@10"
 
 def top1_stats(items) -> dict[str, float]:
   """{'top1_distinct_items', 'top1_max_share'} of ranked items int[Q, R] (-1 = none)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   top1 = np.asarray(items)[:, 0]
   top1 = top1[top1 >= 0]
   if not len(top1):

@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
 from genret_jax.decoding import beam as bs
 from genret_jax.decoding import candidates as cand_lib
@@ -27,6 +28,7 @@ from genret_jax.decoding import config as decoding_config
 from genret_jax.decoding import model_decode
 from genret_jax.decoding import trie as trie_lib
 from genret_jax.evaluation import metrics as metrics_lib
+from genret_jax.model import partitioning
 
 _candidate_set = jax.jit(cand_lib.candidate_set)
 
@@ -52,7 +54,6 @@ def _to_host(a: jax.Array) -> np.ndarray:
   """The whole array on this host; across processes, gathered from every one."""
   if getattr(a, "is_fully_addressable", True):
     return np.asarray(a)
-  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   return np.asarray(multihost_utils.process_allgather(a, tiled=True))
 
 
@@ -67,7 +68,6 @@ def _pad_rows(x: np.ndarray, pad: int) -> np.ndarray:
 
 
 def _rules_context(mesh: jax.sharding.Mesh | None, rules: Rules | None):
-  from genret_jax.model import partitioning  # pylint: disable=g-import-not-at-top
   if mesh is None:
     return contextlib.nullcontext()
   return partitioning.axis_rules(mesh, partitioning.LOGICAL_AXIS_RULES if rules is None

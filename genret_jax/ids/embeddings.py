@@ -21,9 +21,14 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import sentencepiece as spm
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 
+from genret_jax.baselines import sasrec
 from genret_jax.data.schema import Catalog, Events
 from genret_jax.errors import ConfigError, DataError
+from genret_jax.model import hf_convert, network
 
 _WORD = re.compile(r"(?u)\b\w+\b")   # the TF-IDF token pattern
 
@@ -66,8 +71,6 @@ def tfidf_svd(texts: list[str], dim: int, seed: int = 0, max_features: int = 500
   Only the `max_features` most frequent terms are kept; items whose words are
   all outside them get the zero vector too, which is logged as a warning.
   """
-  from sklearn.decomposition import TruncatedSVD  # pylint: disable=g-import-not-at-top
-  from sklearn.feature_extraction.text import TfidfVectorizer  # pylint: disable=g-import-not-at-top
   vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, max_features=max_features,
                         token_pattern=r"(?u)\b\w+\b")
   try:
@@ -93,8 +96,6 @@ def tfidf_svd(texts: list[str], dim: int, seed: int = 0, max_features: int = 500
 def t5_mean_pooled(texts: list[str], checkpoint_dir: str, *, max_length: int = 128,
                    batch_size: int = 64) -> np.ndarray:
   """float32[N, d_model]: mean over non-pad tokens of the T5 encoder's output."""
-  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
-  from genret_jax.model import hf_convert, network  # pylint: disable=g-import-not-at-top
   cfg, params, spiece = hf_convert.load_hf_checkpoint(checkpoint_dir, dropout_rate=0.0)
   if spiece is None:
     raise DataError(os.path.join(checkpoint_dir, "spiece.model"),
@@ -151,7 +152,6 @@ def collaborative_embeddings(ids_config: ml_collections.ConfigDict, catalog: Cat
     return load_npy(c.path, catalog.num_items), {"source": "npy", "path": c.path}
   if c.source != "sasrec":
     raise ConfigError("ids.collaborative.source", f"must be sasrec or npy, got {c.source!r}")
-  from genret_jax.baselines import sasrec  # pylint: disable=g-import-not-at-top
   s = ids_config.sasrec
   res = sasrec.train_sasrec(events, split, catalog.num_items, dim=int(s.dim),
                             num_layers=int(s.num_layers), num_heads=int(s.num_heads),

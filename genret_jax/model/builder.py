@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax.numpy as jnp
@@ -88,7 +89,6 @@ def validate(model_cfg: Any) -> None:
   dtype, dropout, dimension keys; with `hf_checkpoint`, that it is a folder and no
   dimension key is set)."""
   if model_cfg.hf_checkpoint:
-    import os  # pylint: disable=g-import-not-at-top
     if not os.path.isdir(model_cfg.hf_checkpoint):
       raise ConfigError("model.hf_checkpoint", f"{model_cfg.hf_checkpoint!r} is not a folder "
                         "(a Hugging Face T5 checkpoint directory)")

@@ -124,6 +124,7 @@ def _load_weights(directory: pathlib.Path) -> dict[str, np.ndarray]:
     return _load_safetensors([directory / name for name in sorted(set(weight_map.values()))])
   if torch_bin.is_file():
     try:
+      # torch is optional: only old-style pytorch_model.bin checkpoints need it.
       import torch  # pylint: disable=g-import-not-at-top
     except ImportError as e:
       raise DataError(str(torch_bin), "reading pytorch_model.bin needs torch, which is not "

@@ -14,6 +14,7 @@ import tempfile
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 
 from genret_jax import cache
@@ -37,7 +38,6 @@ def is_writer() -> bool:
 def barrier(name: str) -> None:
   """All processes wait here (a no-op with one process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     multihost_utils.sync_global_devices(name)
 
 

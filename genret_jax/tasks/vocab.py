@@ -16,6 +16,7 @@ TensorFlow give identical ids and strings.
 
 from __future__ import annotations
 
+import io
 import re
 from typing import Callable, Sequence
 
@@ -233,7 +234,6 @@ def train_sentencepiece(texts: Sequence[str], vocab_size: int) -> bytes:
   do after an appended token. Deterministic (one thread). `vocab_size` is an
   upper bound on small corpora. Returns the model proto bytes.
   """
-  import io  # pylint: disable=g-import-not-at-top
   writer = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter([" " + t for t in texts if t]), model_writer=writer,

@@ -25,6 +25,7 @@ import jax
 import numpy as np
 import seqio
 import tensorflow as tf
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 
 from genret_jax.errors import ConfigError, GenRetError
@@ -171,7 +172,6 @@ def eval_batches(name: str, feature_lengths: Mapping[str, int], *, split: str,
     per_shard.append(list(ds.as_numpy_iterator()))
   count = max(len(b) for b in per_shard)
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     count = int(np.max(multihost_utils.process_allgather(np.int32(count))))
   if count == 0:
     raise GenRetError(f"{name!r} split {split!r} has no examples to evaluate")

@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 
 import jax
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from genret_jax.errors import GenRetError
 
@@ -64,7 +66,6 @@ def _scalar_metadata():
   tf.summary.scalar needs the `tensorboard` package (not a dependency); writing
   the same event with tf.summary.write and this metadata is equivalent.
   """
-  from tensorflow.core.framework import summary_pb2  # pylint: disable=g-import-not-at-top
   return summary_pb2.SummaryMetadata(
       plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
       data_class=summary_pb2.DATA_CLASS_SCALAR)
@@ -83,7 +84,6 @@ class MetricsLogger:
 
   def _writer(self, name: str):
     if name not in self._writers:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
       self._writers[name] = tf.summary.create_file_writer(os.path.join(self.tensorboard_dir, name))
     return self._writers[name]
 
@@ -91,7 +91,6 @@ class MetricsLogger:
     """Writes `values` to TensorBoard run `name` at `step` (process 0 only)."""
     if not self._chief:
       return
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
     with self._writer(name).as_default():
       for key, value in values.items():
         tf.summary.write(key, tf.constant(float(value), tf.float32), step=step,

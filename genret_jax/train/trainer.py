@@ -25,7 +25,7 @@ from flax import linen as nn
 from jax.sharding import Mesh
 
 from genret_jax.errors import ConfigError, GenRetError
-from genret_jax.model import partitioning
+from genret_jax.model import builder, network, partitioning
 from genret_jax.train import checkpoints, early_stopping, input_pipeline, metrics_log, optim
 from genret_jax.train import state as state_lib
 from genret_jax.train import step as step_lib
@@ -73,7 +73,6 @@ def feature_lengths(config: ml_collections.ConfigDict) -> dict[str, int]:
 
 def build_model(config: ml_collections.ConfigDict, vocab_size: int) -> nn.Module:
   """The T5 of `config.model` for a vocabulary of `vocab_size` tokens."""
-  from genret_jax.model import builder, network  # pylint: disable=g-import-not-at-top
   return network.Transformer(builder.t5_config_from_block(config.model, vocab_size))
 
 
@@ -119,7 +118,6 @@ def model_and_init(config: ml_collections.ConfigDict, vocab_size: int
   to `vocab_size` (see `genret_jax.model.builder.load_pretrained`).
   """
   if config.model.hf_checkpoint:
-    from genret_jax.model import builder, network  # pylint: disable=g-import-not-at-top
     cfg, params, _ = builder.load_pretrained(config.model, vocab_size, int(config.train.seed))
     return network.Transformer(cfg), params
   return build_model(config, vocab_size), None

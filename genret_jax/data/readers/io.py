@@ -12,6 +12,7 @@ or a list of scalars); an error quotes at most ~80 characters of the value.
 
 from __future__ import annotations
 
+import ast
 import csv
 import errno
 import io
@@ -445,7 +446,6 @@ def read_jsonl(path: str | os.PathLike, *, python_literals: bool = False
   Returns:
     (records, int64[rows] line numbers). Blank lines are skipped.
   """
-  import ast  # pylint: disable=g-import-not-at-top
   path = str(path)
   text = read_text(path)
   records, lines = [], []
