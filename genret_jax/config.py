@@ -298,7 +298,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("models", f"duplicate model labels in {labels}")
   # The registries import JAX and TensorFlow; `import genret_jax.config` stays light.
   # pylint: disable=g-import-not-at-top
-  from genret_jax.analysis import ANALYSES
+  from genret_jax.analysis.registry import ANALYSES
   from genret_jax.baselines.registry import BASELINES
   # pylint: enable=g-import-not-at-top
   for key, known in (("baselines", BASELINES), ("analyses", ANALYSES)):

@@ -195,3 +195,37 @@ def test_a_new_baseline_is_one_registry_line(prepared_job, monkeypatch):
   with pytest.raises(ConfigError, match=r"config\.baselines: \['nope'\] not in \('pop', "
                                         r"'bm25', 'sasrec', 'oracle'\)"):
     _resolved(c, baselines="nope")
+
+
+def _top1_share(inputs):
+  """A toy analysis: per task and model, the share of TEST queries whose top-1 is the target."""
+  return {task: {m: float(np.mean(p[:, 0] == inputs.targets[task])) for m, p in preds.items()}
+          for task, preds in inputs.predictions.items() if preds}
+
+
+def test_a_new_analysis_is_one_registry_line(prepared_job, monkeypatch, capsys):
+  """A toy analysis registered in ANALYSES runs in the analyze step on saved predictions,
+  and its log line and Markdown section reach the log and results.md."""
+  from genret_jax.analysis import registry  # pylint: disable=g-import-not-at-top
+  from genret_jax.pipeline import analyze, common, report, steps  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(registry.ANALYSES, "top1_share", registry.Analysis(
+      _top1_share, lambda r: f"top1 share: {r}",
+      lambda r: ["## Top-1 share", *(f"- {t}: {v}" for t, v in r.items())]))
+  c, workdir = prepared_job
+  config = _resolved(c, analyses="top1_share")
+  targets = np.array([3, 5, 7, 9])
+  for label, items in (("rec_only", [[3, 1], [0, 5], [7, 2], [1, 2]]),
+                       ("joint", [[3, 1], [5, 0], [7, 2], [9, 2]])):
+    os.makedirs(common.model_dir(workdir, label), exist_ok=True)
+    np.savez(os.path.join(common.model_dir(workdir, label), "predictions_rec.npz"),
+             items=np.array(items), targets=targets)
+  models = [("rec_only", config), ("joint", config)]
+  out = analyze.run_analyze(steps.Context(config, workdir), models, {"rec_only": "a", "joint": "b"})
+  assert out == {"top1_share": {"rec": {"Gen_R": 0.5, "Gen_R+S": 1.0}}}
+  assert "top1 share: {'rec': {'Gen_R': 0.5, 'Gen_R+S': 1.0}}" in capsys.readouterr().out
+  assert json.load(open(os.path.join(workdir, "analysis.json")))["value"] == out
+  md = report.write_report(workdir, {}, out)
+  assert "## Top-1 share\n- rec: {'Gen_R': 0.5, 'Gen_R+S': 1.0}" in md
+  with pytest.raises(ConfigError, match=r"config\.analyses: \['h3'\] not in \('h1', 'h2', "
+                                        r"'top1_share'\)"):
+    _resolved(c, analyses="h3")

@@ -1,4 +1,3 @@
 """Analyses of trained models (`config.analyses`): H1 popularity of predictions, H2
-neighbourhoods of ID-token embeddings (run by genret_jax.pipeline.analyze)."""
-
-ANALYSES = ("h1", "h2")
+neighbourhoods of ID-token embeddings; registered by name in
+genret_jax.analysis.registry.ANALYSES and run by genret_jax.pipeline.analyze."""
