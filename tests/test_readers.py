@@ -1,5 +1,6 @@
 """Readers: real data counts and order, small synthetic files of every layout."""
 
+import dataclasses
 import gzip
 import json
 
@@ -9,6 +10,7 @@ import pytest
 from genret_jax.config import get_base_config
 from genret_jax.data import readers
 from genret_jax.data.readers import amazon, category_query, normalize_query
+from genret_jax.data.readers.common import check_catalog_events
 from genret_jax.data.schema import REC, SEARCH
 from genret_jax.errors import DataError
 
@@ -322,3 +324,18 @@ def test_simulated_through_load_raw():
   assert catalog.num_items == 500 and events.num_users == 1000 and events.num_events == 20000
   assert set(np.unique(events.behaviour).tolist()) == {REC, SEARCH}
   assert_sorted(events)
+
+
+def test_load_raw_checks_every_readers_output_against_the_schema():
+  """check_catalog_events holds for a reader's output and catches what no reader may
+  produce (a bug, not bad input): an item past the catalog, a rec event with a query."""
+  catalog, events = readers.load_raw(data_config("simulated"))
+  check_catalog_events(catalog, events)
+  item = events.item.copy()
+  item[0] = catalog.num_items
+  with pytest.raises(AssertionError):
+    check_catalog_events(catalog, dataclasses.replace(events, item=item))
+  query = events.query.copy()
+  query[np.flatnonzero(events.behaviour == REC)[0]] = "a query"
+  with pytest.raises(AssertionError):
+    check_catalog_events(catalog, dataclasses.replace(events, query=query))

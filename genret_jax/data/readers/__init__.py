@@ -19,7 +19,8 @@ import numpy as np
 
 from genret_jax.data import simulator
 from genret_jax.data.readers.amazon import read_amazon, read_amazon_raw, read_amazon_sequential
-from genret_jax.data.readers.common import category_query, normalize_query
+from genret_jax.data.readers.common import (category_query, check_catalog_events,
+                                            normalize_query)
 from genret_jax.data.readers.generic import read_generic, read_generic_folder
 from genret_jax.data.readers.movielens import read_movielens
 from genret_jax.data.schema import Catalog, Events
@@ -82,9 +83,15 @@ def validate(data_config: ml_collections.ConfigDict) -> None:
 
 
 def load_raw(data_config: ml_collections.ConfigDict) -> tuple[Catalog, Events]:
-  """The dataset named by the `data` config block, as (Catalog, Events)."""
+  """The dataset named by the `data` config block, as (Catalog, Events); every reader's
+  output is checked against the schema's invariants (check_catalog_events)."""
   validate(data_config)
-  c = data_config
+  catalog, events = _read(data_config)
+  check_catalog_events(catalog, events)
+  return catalog, events
+
+
+def _read(c: ml_collections.ConfigDict) -> tuple[Catalog, Events]:
   if c.source == "simulated":
     return simulator.simulate(c)
   if c.source == "movielens":
