@@ -3,6 +3,7 @@ package docstring for the steps and the workdir layout)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import ml_collections
@@ -22,34 +23,39 @@ def run_job(config: ml_collections.ConfigDict, workdir: str, mode: str = "all") 
   results: dict = {}
   analysis: dict = {}
 
-  def timed(name, fn, *args):
+  @contextlib.contextmanager
+  def timed(name: str):
     t0 = time.time()
-    value = fn(*args)
+    yield
     times[name] = times.get(name, 0.0) + time.time() - t0
-    return value
 
   if "prepare" in todo:
-    timed("prepare", steps.run_prepare, config, workdir)
+    with timed("prepare"):
+      steps.run_prepare(config, workdir)
   else:   # reused as it is: its files must still match the manifest
     steps.check_prepared(workdir)
   if "ids" in todo:
-    ctx.set_ids(timed("ids", steps.run_ids, config, workdir))
+    with timed("ids"):
+      ctx.set_ids(steps.run_ids(config, workdir))
   # epochs -> train steps needs the registered tasks (the prepared data and ids).
   models = [(label, validation.schedule(ctx, m) if todo != ("prepare",) and
              todo != ("ids",) else m) for label, m in entries]
   if "train" in todo:
     for label, mconfig in models:
-      timed(f"train/{label}", steps.run_train, ctx, label, mconfig)
+      with timed(f"train/{label}"):
+        steps.run_train(ctx, label, mconfig)
   need_eval = any(s in todo for s in ("eval", "analyze", "report"))
   if need_eval:
     for label, mconfig in models:
-      results[common.display_name(label)] = timed(f"eval/{label}", steps.run_eval, ctx,
-                                                  label, mconfig)
-    results.update(timed("baselines", baselines.run_baselines, config, workdir))
+      with timed(f"eval/{label}"):
+        results[common.display_name(label)] = steps.run_eval(ctx, label, mconfig)
+    with timed("baselines"):
+      results.update(baselines.run_baselines(config, workdir))
     common.barrier("genret_eval")  # process 0 wrote the predictions the analyses read
   if any(s in todo for s in ("analyze", "report")):
     stamps = {label: steps.eval_stamp(workdir, label) for label, _ in models}
-    analysis = timed("analyze", analyze.run_analyze, ctx, models, stamps)
+    with timed("analyze"):
+      analysis = analyze.run_analyze(ctx, models, stamps)
   if "report" in todo:
     text = report.write_report(workdir, results, analysis, title=str(config.name))
     common.log(text)
