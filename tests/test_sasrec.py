@@ -8,6 +8,7 @@ from genret_jax.baselines import popularity, ranking, sasrec, sequences
 from genret_jax.data.schema import REC, SEARCH, Catalog, Events
 from genret_jax.data.splits import TEST, TRAIN, VALID, leave_one_out
 from genret_jax.errors import ConfigError
+from genret_jax.ids import build
 from genret_jax.ids import embeddings as emb
 
 
@@ -97,6 +98,25 @@ def test_sasrec_learns_a_sequential_pattern_and_rejects_bad_config():
     sasrec.train_sasrec(ev, split, 40, loss="hinge")
   with pytest.raises(ConfigError, match="ids.sasrec.num_heads"):
     sasrec.train_sasrec(ev, split, 40, dim=10, num_heads=3)
+
+
+def test_sasrec_stops_after_patience_passes_without_improvement():
+  """With learning rate 0 the parameters never move, so VALID NDCG never improves after
+  the first pass: patience 2 with a pass every epoch stops at epoch 3, keeping epoch 1."""
+  rows = [(u, (u + t) % 20, t, REC) for u in range(30) for t in range(6)]
+  ev = _events(rows)
+  split = leave_one_out(ev)
+  kwargs = dict(dim=8, max_len=6, epochs=10, eval_every=1, batch_size=16, learning_rate=0.0,
+                dropout=0.0, seed=0)
+  res = sasrec.train_sasrec(ev, split, 20, patience=2, **kwargs)
+  assert (res.epochs_trained, res.best_epoch, len(res.valid_history)) == (3, 1, 3)
+  full = sasrec.train_sasrec(ev, split, 20, **kwargs)           # patience 0: every epoch
+  assert (full.epochs_trained, full.best_epoch, len(full.valid_history)) == (10, 1, 10)
+  assert res.test_metrics == full.test_metrics                  # the same (epoch 1) params
+  c = base_config.get_base_config()
+  c.ids.sasrec.patience = -1
+  with pytest.raises(ConfigError, match="ids.sasrec.patience: must be an integer >= 0"):
+    build.validate(c)
 
 
 @pytest.mark.slow

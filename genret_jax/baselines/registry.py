@@ -87,13 +87,10 @@ def run_sasrec(inputs: BaselineInputs) -> Results:
   if not inputs.test["rec"].size:
     return {}
   ds, s = inputs.dataset, inputs.config.ids.sasrec
-  res = sasrec.train_sasrec(
-      ds.events, ds.split, ds.catalog.num_items, dim=int(s.dim), num_layers=int(s.num_layers),
-      num_heads=int(s.num_heads), max_len=int(s.max_len), dropout=float(s.dropout),
-      loss=str(s.loss), epochs=int(s.epochs), batch_size=int(s.batch_size),
-      learning_rate=float(s.learning_rate), eval_every=int(s.eval_every), ks=inputs.ks,
-      seed=int(inputs.config.seed), test_rows=inputs.rows["rec"],
-      test_candidates=inputs.candidates.get("rec"))
+  # Seeded by the job's `seed` (a table's seeds vary it); the IDs' SASRec by ids.sasrec.seed.
+  res = sasrec.train_from_config(
+      ds.events, ds.split, ds.catalog.num_items, s, seed=int(inputs.config.seed), ks=inputs.ks,
+      test_rows=inputs.rows["rec"], test_candidates=inputs.candidates.get("rec"))
   return {"SASRec": {"rec": inputs.metrics("rec", lambda c: res.test_metrics if c is None
                                            else res.test_sampled_metrics)}}
 

@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -87,6 +88,7 @@ class SASRecResult:
   valid_history: list                # [(epoch, train loss, metrics dict)]
   best_epoch: int
   test_metrics: dict[str, float]
+  epochs_trained: int                # < epochs when validation stopped it early (patience)
   # sampled protocol on TEST (train_sasrec's test_candidates), else None
   test_sampled_metrics: dict[str, float] | None = None
 
@@ -164,10 +166,14 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
                  num_layers: int = 2, num_heads: int = 1, max_len: int = 50,
                  dropout: float = 0.2, loss: str = "bce", epochs: int = 30,
                  batch_size: int = 128, learning_rate: float = 1e-3, eval_every: int = 5,
-                 ks: Sequence[int] = (5, 10, 20), seed: int = 0, all_windows: bool = True,
+                 ks: Sequence[int] = (5, 10, 20), seed: int = 0, patience: int = 0,
+                 all_windows: bool = True,
                  test_rows: np.ndarray | None = None, test_candidates: np.ndarray | None = None,
                  verbose: bool = False) -> SASRecResult:
   """Trains SASRec on TRAIN rec events; selects by VALID NDCG@max(ks); tests on TEST.
+
+  patience: stop after this many validation passes (every `eval_every` epochs) in a
+    row without a better VALID NDCG@max(ks); 0 = train all `epochs`.
 
   all_windows: train on every max_len window of each history (see
   sequences.train_sequences), not only the last one.
@@ -198,7 +204,8 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
   valid_x, valid_y = sequences.eval_examples(events, split, VALID, max_len)
   select = f"ndcg@{max(ks)}"
   seqs_dev = jnp.asarray(seqs)
-  history, best, best_score, best_epoch = [], params, -1.0, epochs
+  history, best, best_score, best_epoch, epoch = [], params, -1.0, epochs, 0
+  stale = 0                           # validation passes since the last improvement
   for epoch in range(1, epochs + 1):
     params, opt_state, l = epoch_fn(params, opt_state, jax.random.fold_in(key, epoch), seqs_dev)
     if valid_y.size and (epoch % max(eval_every, 1) == 0 or epoch == epochs):
@@ -207,7 +214,14 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
       if verbose:
         print(f"sasrec epoch {epoch} loss {float(l):.4f} valid {m}")
       if m[select] > best_score:
-        best, best_score, best_epoch = params, m[select], epoch
+        best, best_score, best_epoch, stale = params, m[select], epoch, 0
+      else:
+        stale += 1
+        if patience and stale >= patience:
+          if verbose:
+            print(f"sasrec: early stop at epoch {epoch} (best {select} {best_score:.4f} "
+                  f"at epoch {best_epoch})")
+          break
   if not valid_y.size:
     best = params
   test = evaluate(model, best, test_x, test_y, ks)
@@ -215,4 +229,17 @@ def train_sasrec(events: Events, split: np.ndarray, num_items: int, *, dim: int 
   if test_candidates is not None:
     sampled = evaluate(model, best, test_x, test_y, ks, candidates=test_candidates)
   table = np.asarray(best["params"]["item_emb"]["embedding"][1:], np.float32)
-  return SASRecResult(best, table, history, best_epoch, test, sampled)
+  return SASRecResult(best, table, history, best_epoch, test, epoch, sampled)
+
+
+def train_from_config(events: Events, split: np.ndarray, num_items: int,
+                      s: ml_collections.ConfigDict, *, seed: int, **kwargs) -> SASRecResult:
+  """train_sasrec with the settings of an `ids.sasrec` config block (`ks` from the
+  block unless given); `kwargs` are train_sasrec's test / verbosity arguments."""
+  kwargs.setdefault("ks", tuple(s.ks))
+  return train_sasrec(
+      events, split, num_items, dim=int(s.dim), num_layers=int(s.num_layers),
+      num_heads=int(s.num_heads), max_len=int(s.max_len), dropout=float(s.dropout),
+      loss=str(s.loss), epochs=int(s.epochs), batch_size=int(s.batch_size),
+      learning_rate=float(s.learning_rate), eval_every=int(s.eval_every),
+      patience=int(s.patience), seed=seed, **kwargs)

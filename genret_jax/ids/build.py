@@ -68,6 +68,7 @@ def validate(config: ml_collections.ConfigDict, num_items: int | None = None) ->
     raise ConfigError("ids.sasrec.loss", f"must be bce or softmax, got {s.loss!r}")
   for key in ("dim", "num_layers", "num_heads", "max_len", "epochs", "batch_size"):
     _positive(s[key], f"ids.sasrec.{key}")
+  _positive(s.patience, "ids.sasrec.patience", 0)
   needs = set(_kinds_needed(c))
   if "semantic" in needs and c.semantic.source == "t5" and not os.path.isdir(c.semantic.path):
     raise ConfigError("ids.semantic.path",

@@ -153,12 +153,8 @@ def collaborative_embeddings(ids_config: ml_collections.ConfigDict, catalog: Cat
   if c.source != "sasrec":
     raise ConfigError("ids.collaborative.source", f"must be sasrec or npy, got {c.source!r}")
   s = ids_config.sasrec
-  res = sasrec.train_sasrec(events, split, catalog.num_items, dim=int(s.dim),
-                            num_layers=int(s.num_layers), num_heads=int(s.num_heads),
-                            max_len=int(s.max_len), dropout=float(s.dropout), loss=s.loss,
-                            epochs=int(s.epochs), batch_size=int(s.batch_size),
-                            learning_rate=float(s.learning_rate), eval_every=int(s.eval_every),
-                            ks=tuple(s.ks), seed=int(s.seed), verbose=verbose)
+  res = sasrec.train_from_config(events, split, catalog.num_items, s, seed=int(s.seed),
+                                 verbose=verbose)
   return res.item_embeddings, {"source": "sasrec", "best_epoch": res.best_epoch,
                                "test": res.test_metrics,
                                "valid": [h[2] for h in res.valid_history]}
