@@ -14,8 +14,7 @@ The data folder defaults to $GENRET_DATA/amazon-beauty (or ../shared/data).
 
 import os
 
-from genret_jax.config import get_base_config
-from genret_jax.pipeline.tables import data_root
+from genret_jax.config import data_root, get_base_config
 
 
 def get_config():

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
 
 import ml_collections
 
@@ -146,6 +147,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   c.decode = decoding_config.default_config()
   c.eval = decoding_config.eval_config()
   return c
+
+
+def data_root(config: ml_collections.ConfigDict) -> str:
+  """The folder of the real datasets: `table.data_root`, else $GENRET_DATA, else the
+  `shared/data` folder beside the repository."""
+  if config.table.data_root:
+    return str(config.table.data_root)
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  return os.environ.get("GENRET_DATA", str(repo.parent / "shared" / "data"))
 
 
 def load_sibling(here: str, relative: str):

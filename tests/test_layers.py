@@ -10,6 +10,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import textwrap
 
 from tests.conftest import REPO
 
@@ -159,3 +160,19 @@ def test_the_local_import_check_finds_an_unexplained_one(tmp_path):
       "def g():\n  # torch is optional.\n  import torch\n  import transformers\n"
       "def h():\n  x = 1\n  # pylint: disable=g-import-not-at-top\n  import json\n")
   assert unexplained_local_imports(tmp_path) == ["genret_jax/m.py:10", "genret_jax/m.py:2"]
+
+
+def test_config_files_load_without_tensorflow_or_the_pipeline():
+  """configs/*.py are loaded while flags are parsed, before main starts JAX (after
+  jax.distributed) and TensorFlow under a quiet stderr: they import genret_jax.config only."""
+  code = textwrap.dedent("""
+      import pathlib, sys
+      from genret_jax import config
+      for path in sorted(pathlib.Path("configs").rglob("*.py")):
+        config.load_sibling(str(path.resolve()), path.name).get_config()
+      print(sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "seqio", "bm25s")
+                   or m.startswith("genret_jax.pipeline")))
+      """)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "JAX_PLATFORMS": "cpu"}, timeout=300, check=True)
+  assert out.stdout.strip() == "[]", out.stdout[-2000:] + out.stderr[-2000:]

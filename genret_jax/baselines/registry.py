@@ -90,7 +90,9 @@ def run_sasrec(inputs: BaselineInputs) -> Results:
   # Seeded by the job's `seed` (a table's seeds vary it); the IDs' SASRec by ids.sasrec.seed.
   res = sasrec.train_from_config(
       ds.events, ds.split, ds.catalog.num_items, s, seed=int(inputs.config.seed), ks=inputs.ks,
-      test_rows=inputs.rows["rec"], test_candidates=inputs.candidates.get("rec"))
+      test_rows=inputs.rows["rec"], test_candidates=inputs.candidates.get("rec"),
+      verbose=True)
+  print(f"sasrec: best VALID at epoch {res.best_epoch} of {res.epochs_trained} trained")
   return {"SASRec": {"rec": inputs.metrics("rec", lambda c: res.test_metrics if c is None
                                            else res.test_sampled_metrics)}}
 

@@ -14,7 +14,6 @@ Seed s sets `seed`, `train.seed`, `ids.seed` and `ids.sasrec.seed`; the data
 from __future__ import annotations
 
 import os
-import pathlib
 
 import ml_collections
 
@@ -29,13 +28,6 @@ DATASETS = {"simulated": ("simulated", ""), "ml-latest-small": ("movielens", "ml
             "amazon-beauty": ("amazon", "amazon-beauty")}
 
 
-def data_root(config: ml_collections.ConfigDict) -> str:
-  if config.table.data_root:
-    return str(config.table.data_root)
-  repo = pathlib.Path(__file__).resolve().parents[2]
-  return os.environ.get("GENRET_DATA", str(repo.parent / "shared" / "data"))
-
-
 def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collections.ConfigDict:
   """`config` with its data block pointing at `dataset` (unlocked copy)."""
   if dataset not in DATASETS:
@@ -44,7 +36,7 @@ def dataset_config(config: ml_collections.ConfigDict, dataset: str) -> ml_collec
   c = ml_collections.ConfigDict(config.to_dict())
   c.data.source = source
   if folder:
-    path = os.path.join(data_root(config), folder)
+    path = os.path.join(config_lib.data_root(config), folder)
     if not os.path.isdir(path):
       raise ConfigError("table.data_root", f"{path} does not exist (dataset {dataset})")
     c.data.path = path
