@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 import seqio
+import tensorflow as tf
 
 from genret_jax.config import get_base_config
 from genret_jax.data import prepare, prepared
@@ -14,7 +15,7 @@ from genret_jax.data.splits import TRAIN
 from genret_jax.errors import ConfigError
 from genret_jax.ids.types import IdTable, ItemIdentifiers, atomic_ids
 from genret_jax.tasks import config as tasks_config
-from genret_jax.tasks import formatting, register, vocab
+from genret_jax.tasks import formatting, kinds, register, registry, vocab
 
 LONG = {"inputs": 1024, "targets": 512}
 
@@ -552,7 +553,7 @@ def test_prompt_style_sets_every_template_and_a_prompt_key_overrides_it(style):
   assert {k: v for k, v in templates.items() if k != "search"} == {
       k: v for k, v in tasks_config.PROMPT_STYLES[style].items() if k != "search"}
   for kind, template in templates.items():      # every style is a valid template set
-    assert formatting.REQUIRED_FIELDS[kind] <= set(formatting.template_fields(template))
+    assert kinds.KINDS[kind].required_fields <= set(formatting.template_fields(template))
 
 
 def test_default_history_is_the_prefix_and_bare_ids(sim):
@@ -595,3 +596,52 @@ def test_a_dataset_without_search_events_registers_and_search_models_fail_clearl
                      r"dataset has no training examples for any of its tasks \(search\).*"
                      r"configs/rec.py"):
     register(c, workdir, atomic_ids(200))
+
+
+def test_a_new_task_kind_is_one_registry_entry_plus_its_name_in_a_mixture(sim, monkeypatch):
+  """docs/tasks.md, 'How to add a task kind': a KINDS entry (here rec_reversed: the rec
+  history, the target's rec ID tokens in reverse order) and its name in a mixture; the
+  config keys, template checks, task and mixture follow from them."""
+  _, workdir = sim
+  toy = kinds.TaskKind(
+      "rec_reversed", source="events", behaviour=REC, history="rec",
+      target=lambda f, ex: tf.reverse(f.rec_id_tokens(ex["item"]), [0]),
+      required_fields=frozenset({"history"}), allowed_fields=frozenset({"history"}),
+      prompts={"full": "Reverse the next item after {history}.", "short": "reverse: {history}",
+               "none": "{history}"})
+  monkeypatch.setitem(kinds.KINDS, "rec_reversed", toy)
+  monkeypatch.setitem(registry.MIXTURE_KINDS, "joint", ("rec", "search", "rec_reversed"))
+  c = tiny_config()                     # made after the entry: tasks.prompts.rec_reversed, ...
+  assert c.tasks.prompts.rec_reversed == "" and c.tasks.rates.rec_reversed == -1.0
+  c.tasks.mixture = "joint"
+  ids = dual_ids(200)                   # two-token rec IDs: the reversal shows
+  reg = register(c, workdir, ids)
+  vocab = reg["vocabulary"]
+  ds = prepared.load(f"{workdir}/prepared")
+  ev, h = ds.events, c.data.max_history
+  rec_strings, rec_tokens = formatting.id_strings(ids.rec), vocab.item_ids(ids.rec)
+  train_rec = np.flatnonzero((ds.split == TRAIN) & (ev.behaviour == REC))
+  task = seqio.get_mixture_or_task(reg["tasks"]["rec_reversed"])
+  events = []
+  for ex in task.get_dataset(LONG, split="train", shuffle=False).as_numpy_iterator():
+    e = int(ex["event"])
+    events.append(e)
+    hist = [int(ev.item[j]) for j in reference_history(ev, e, 10 ** 9)
+            if ev.behaviour[j] == REC][-h:]
+    text = "reverse: " + "; ".join(rec_strings[i] for i in hist)
+    np.testing.assert_array_equal(ex["inputs"], [*vocab.encode(text), 1])
+    np.testing.assert_array_equal(ex["targets"], [*rec_tokens[ev.item[e]][::-1], 1])
+    assert ex["target_item"] == ev.item[e] and ex["history_length"] == len(hist)
+  assert len(train_rec) > 0 and sorted(events) == train_rec.tolist() == sorted(set(events))
+  assert reg["example_counts"]["rec_reversed"] == len(train_rec)
+  mix = seqio.get_mixture_or_task(reg["mixture"])
+  assert mix.get_rate(task) == len(train_rec) == reg["rates"]["rec_reversed"]
+  assert {t.name for t in mix.tasks} == {reg["tasks"][k] for k in ("rec", "search",
+                                                                   "rec_reversed")}
+  c.tasks.prompts.rec_reversed = "reverse"             # the entry's fields are checked
+  with pytest.raises(ConfigError,
+                     match=r"config.tasks.prompts.rec_reversed: needs \['history'\]"):
+    register(c, workdir, ids)
+  monkeypatch.setitem(registry.MIXTURE_KINDS, "joint", ("rec", "search", "rec_reverse"))
+  with pytest.raises(ValueError, match=r"'joint' names \['rec_reverse'\], not kinds"):
+    register(tiny_config(), workdir, ids)

@@ -27,7 +27,6 @@ from genret_jax.errors import ConfigError
 from genret_jax.evaluation import generative as generative_eval
 from genret_jax.model import partitioning
 from genret_jax.pipeline import common
-from genret_jax.tasks.registry import MIXTURE_KINDS
 from genret_jax.train import input_pipeline, trainer
 
 
@@ -126,13 +125,7 @@ def schedule(ctx, mconfig: ml_collections.ConfigDict) -> ml_collections.ConfigDi
   if mconfig.epochs <= 0:
     return mconfig
   reg = ctx.registered(mconfig)
-  counts = reg["example_counts"]
-  total = 0.0
-  for kind in MIXTURE_KINDS[mconfig.tasks.mixture]:
-    if counts.get(kind, 0) > 0:
-      rate = float(mconfig.tasks.rates[kind.replace("_rec", "") if kind.startswith(
-          ("text2id", "id2text")) else kind])
-      total += counts[kind] if rate < 0 else rate
+  total = sum(reg["rates"].values())
   per_step = mconfig.train.batch_size * examples_per_row(reg["mixture"], mconfig)
   steps_per_epoch = total / per_step
   out = ml_collections.ConfigDict(mconfig.to_dict())

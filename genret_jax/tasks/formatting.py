@@ -1,18 +1,15 @@
 """TensorFlow formatting of prepared records into token `inputs` / `targets`.
 
+What each task kind reads, which history it carries and its target are in the
+registry `genret_jax.tasks.kinds.KINDS`; this module turns them into tokens.
 History elements (oldest first, joined by the separator):
-  rec tasks      `<item ID>`                                       (rec table)
-  GenSAR tasks   rec event    `<rec_item><rec ID>`
-                 search event `<src_query> {query} <src_item><search ID>`
-Targets:
-  rec `<rec ID>`; search `<search ID>`; gensar_rec `<rec_item><rec ID>`;
-  gensar_search `<src_item><search ID>`; next_query `<src_query> {query}`;
-  text2id `<src_item><search ID>` (and `<rec_item><rec ID>` for text2id_rec);
-  id2text `{content}`.
+  history "rec"      `<item ID>`                                    (rec table)
+  history "gensar"   rec event    `<rec_item><rec ID>`
+                     search event `<src_query> {query} <src_item><search ID>`
 Without behaviour tokens (`tasks.behaviour_tokens = False`, GenSAR's ablation)
-the GenSAR tasks drop every `<rec_item>` / `<src_query>` / `<src_item>`:
-history elements `<rec ID>` and `{query} <search ID>`, targets `<rec ID>`,
-`<search ID>`, `{query}`, and the alignment tasks' items are the bare IDs.
+every `<rec_item>` / `<src_query>` / `<src_item>` is dropped: history elements
+`<rec ID>` and `{query} <search ID>`, and targets and the alignment tasks' items
+without them.
 The input is the prompt template with its fields filled; when it would exceed
 the input length, the oldest history elements are dropped (whole elements), so
 the prompt, the query and the most recent history always survive.
@@ -27,19 +24,8 @@ import tensorflow as tf
 
 from genret_jax.data.schema import REC
 from genret_jax.ids.types import IdTable
-from genret_jax.tasks.vocab import REC_ITEM, SRC_ITEM, SRC_QUERY, GenRetVocabulary
-
-# Placeholders each kind's template must / may contain.
-REQUIRED_FIELDS = {
-    "rec": {"history"}, "search": {"query"}, "gensar_rec": {"history"},
-    "gensar_search": {"history", "query"}, "next_query": {"history"},
-    "text2id": {"content"}, "id2text": {"item"},
-}
-ALLOWED_FIELDS = {
-    "rec": {"history"}, "search": {"query"}, "gensar_rec": {"history"},
-    "gensar_search": {"history", "query"}, "next_query": {"history"},
-    "text2id": {"content"}, "id2text": {"item", "content"},
-}
+from genret_jax.tasks.kinds import KINDS, REC_ITEM, SRC_ITEM, SRC_QUERY
+from genret_jax.tasks.vocab import GenRetVocabulary
 
 
 def template_fields(template: str) -> list[str]:
@@ -193,35 +179,46 @@ class Formatter:
     """The token id as a 1-element list, or [] without behaviour tokens."""
     return [self.tok[token]] if self.behaviour_tokens else []
 
+  # Token helpers of the kinds' targets (genret_jax.tasks.kinds).
+
+  def rec_id_tokens(self, item: tf.Tensor) -> tf.Tensor:
+    """int32[L]: the rec-table identifier tokens of item (int64[] index)."""
+    return self.id_tokens[item]
+
+  def search_id_tokens(self, item: tf.Tensor) -> tf.Tensor:
+    """int32[L]: the search-table identifier tokens of item (int64[] index)."""
+    return self.id_tokens[item + self.num_items]
+
+  def with_behaviour(self, token: str, tokens: tf.Tensor) -> tf.Tensor:
+    """int32[1 + T]: behaviour `token` then int32[T] `tokens`; `tokens` alone without
+    behaviour tokens."""
+    num_b = self._num_behaviour
+    return tf.concat([tf.constant(self._behaviour(token), tf.int32, [num_b]), tokens], 0)
+
+  def query_text_tokens(self, query: tf.Tensor) -> tf.Tensor:
+    """int32[T]: query (string[]) as it follows `<src_query>`: ' {query}' (with a
+    leading space; '{query}' without behaviour tokens)."""
+    return self.vocab.encode_tf((" " + query) if self.behaviour_tokens else query)
+
+  def text_tokens(self, text: tf.Tensor) -> tf.Tensor:
+    """int32[T]: text (string[]) tokenized as is (appended tokens included)."""
+    return self.vocab.encode_tf(text)
+
   def event_fn(self, kind: str, sequence_length=None):
-    """Map fn: prepared event record -> {inputs, targets, target_item, candidates, ...}."""
+    """Map fn: prepared event record -> {inputs, targets, target_item, candidates, ...}
+    for the event kind `kind` of KINDS (its history and target)."""
+    spec = KINDS[kind]
+    if spec.source != "events":
+      raise ValueError(f"not an event task kind: {kind}")
+    history_fn = {"rec": self._rec_history, "gensar": self._gensar_history,
+                  None: lambda ex: None}[spec.history]
     max_len = self._input_length(sequence_length)
     template = self.prompts[kind]
-    n = self.num_items
-    num_b = self._num_behaviour
 
     @tf.autograph.experimental.do_not_convert
     def fn(ex):
       item = ex["item"]
-      if kind == "rec":
-        history, target = self._rec_history(ex), self.id_tokens[item]
-      elif kind == "search":
-        history, target = None, self.id_tokens[item + n]
-      elif kind == "gensar_rec":
-        history = self._gensar_history(ex)
-        target = tf.concat([tf.constant(self._behaviour(REC_ITEM), tf.int32, [num_b]),
-                            self.id_tokens[item]], 0)
-      elif kind == "gensar_search":
-        history = self._gensar_history(ex)
-        target = tf.concat([tf.constant(self._behaviour(SRC_ITEM), tf.int32, [num_b]),
-                            self.id_tokens[item + n]], 0)
-      elif kind == "next_query":
-        history = self._gensar_history(ex)
-        text = (" " + ex["query"]) if self.behaviour_tokens else ex["query"]
-        target = tf.concat([tf.constant(self._behaviour(SRC_QUERY), tf.int32, [num_b]),
-                            self.vocab.encode_tf(text)], 0)
-      else:
-        raise ValueError(f"not an event task kind: {kind}")
+      history, target = history_fn(ex), spec.target(self, ex)
       inputs, kept = render_inputs(self.vocab, template, {"query": ex["query"]}, history,
                                    max_len)
       return {
@@ -234,18 +231,25 @@ class Formatter:
     return fn
 
   def item_fn(self, kind: str, role: str, sequence_length=None):
-    """Map fn: prepared item record -> {inputs, targets, target_item}."""
+    """Map fn: prepared item record -> {inputs, targets, target_item} for the item kind
+    `kind` of KINDS over the `role` ('search' | 'rec') ID table.
+
+    The template's {item} and the record's added `identifier` (what the target may
+    use) are the item's identifier in that table, its behaviour token first.
+    """
+    spec = KINDS[kind]
+    if spec.source != "items":
+      raise ValueError(f"not an item task kind: {kind}")
     max_len = self._input_length(sequence_length)
     table = self.search_ids if role == "search" else self.rec_ids
     token = (SRC_ITEM if role == "search" else REC_ITEM) if self.behaviour_tokens else ""
+    template = self.prompts[kind]
 
     @tf.autograph.experimental.do_not_convert
     def fn(ex):
       ident = token + tf.gather(table, ex["item"])
-      fields = {"content": ex["text"], "item": ident}
-      inputs, _ = render_inputs(self.vocab, self.prompts[kind.split("_rec")[0]], fields,
+      inputs, _ = render_inputs(self.vocab, template, {"content": ex["text"], "item": ident},
                                 None, max_len)
-      target = ident if kind.startswith("text2id") else ex["text"]
-      return {"inputs": inputs, "targets": self.vocab.encode_tf(target),
+      return {"inputs": inputs, "targets": spec.target(self, {**ex, "identifier": ident}),
               "target_item": tf.cast(ex["item"], tf.int32)}
     return fn

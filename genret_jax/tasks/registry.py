@@ -29,19 +29,19 @@ from genret_jax.errors import ConfigError
 from genret_jax.ids.types import ItemIdentifiers
 from genret_jax.tasks import config as tasks_config
 from genret_jax.tasks import formatting
-from genret_jax.tasks.vocab import REC_ITEM, SRC_ITEM, GenRetVocabulary
+from genret_jax.tasks.kinds import KINDS, task_tables
+from genret_jax.tasks.vocab import GenRetVocabulary
 
-EVENT_KINDS = {"rec": REC, "search": SEARCH, "gensar_rec": REC, "gensar_search": SEARCH,
-               "next_query": SEARCH}
+# mixture -> its task kinds (of kinds.KINDS; a `both_tables` kind brings its `_rec`
+# task along when the search and rec tables differ), and the kinds its models are
+# evaluated on, per behaviour.
 MIXTURE_KINDS = {
     "rec_only": ("rec",), "search_only": ("search",), "joint": ("rec", "search"),
-    "gensar": ("gensar_rec", "gensar_search", "next_query", "text2id", "text2id_rec",
-               "id2text", "id2text_rec"),
+    "gensar": ("gensar_rec", "gensar_search", "next_query", "text2id", "id2text"),
 }
 EVAL_KINDS = {"rec_only": {"rec": "rec"}, "search_only": {"search": "search"},
               "joint": {"rec": "rec", "search": "search"},
               "gensar": {"rec": "gensar_rec", "search": "gensar_search"}}
-EVAL_PREFIX = {"rec": "", "search": "", "gensar_rec": REC_ITEM, "gensar_search": SRC_ITEM}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -49,6 +49,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   t = config.tasks
   if t.mixture not in tasks_config.MIXTURES:
     raise ConfigError("tasks.mixture", f"{t.mixture!r} is not one of {tasks_config.MIXTURES}")
+  # Code errors, not config ones: the mixture tables name mixtures and kinds that exist.
+  if not set(tasks_config.MIXTURES) == set(MIXTURE_KINDS) == set(EVAL_KINDS):
+    raise ValueError("tasks.config.MIXTURES, registry.MIXTURE_KINDS and EVAL_KINDS must "
+                     "name the same mixtures")
+  for mixture, members in MIXTURE_KINDS.items():
+    unknown = [k for k in (*members, *EVAL_KINDS[mixture].values()) if k not in KINDS]
+    if unknown:
+      raise ValueError(f"mixture {mixture!r} names {unknown}, not kinds of tasks.kinds.KINDS")
   if t.cap_behaviour not in ("", "rec", "search"):
     raise ConfigError("tasks.cap_behaviour", f"{t.cap_behaviour!r} is not '', rec or search")
   if not isinstance(t.behaviour_tokens, bool):
@@ -63,19 +71,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("tasks.prompt_style", f"{t.prompt_style!r} is not one of "
                       f"{tuple(tasks_config.PROMPT_STYLES)}")
   templates = tasks_config.prompt_templates(t)
-  for kind in tasks_config.TASK_KINDS:
+  for kind, spec in KINDS.items():
     template = templates[kind]
     try:
       fields = formatting.template_fields(template)
     except ValueError as e:
       raise ConfigError(f"tasks.prompts.{kind}", f"bad template: {e}") from None
-    missing = formatting.REQUIRED_FIELDS[kind] - set(fields)
-    unknown = set(fields) - formatting.ALLOWED_FIELDS[kind]
+    missing = spec.required_fields - set(fields)
+    unknown = set(fields) - spec.allowed_fields
     if missing or unknown or fields.count("history") > 1:
       raise ConfigError(f"tasks.prompts.{kind}",
-                        f"needs {sorted(formatting.REQUIRED_FIELDS[kind])}, may use "
-                        f"{sorted(formatting.ALLOWED_FIELDS[kind])} (history once); "
-                        f"got {fields}")
+                        f"needs {sorted(spec.required_fields)}, may use "
+                        f"{sorted(spec.allowed_fields)} (history once); got {fields}")
     if not np.isfinite(float(t.rates[kind])):
       raise ConfigError(f"tasks.rates.{kind}", "must be finite: > 0, 0 to leave the task "
                         "out, or < 0 for 'number of examples'")
@@ -85,7 +92,7 @@ def eval_prefix(config: ml_collections.ConfigDict) -> dict[str, str]:
   """{'rec'|'search': the behaviour token decoding forces before the ID, or ''} of the
   eval tasks of `tasks.mixture` ('' everywhere with `tasks.behaviour_tokens` False)."""
   t = config.tasks
-  return {b: EVAL_PREFIX[k] if t.behaviour_tokens else ""
+  return {b: KINDS[k].eval_prefix if t.behaviour_tokens else ""
           for b, k in EVAL_KINDS[t.mixture].items()}
 
 
@@ -200,8 +207,10 @@ def event_source(path: str, behaviour: int, cap: int, num_input_examples: dict[s
                         num_input_examples, keep)
 
 
-def _example_counts(path: str, manifest: dict, config) -> dict[str, int]:
-  """Number of training examples per task kind (with the per-item cap)."""
+def _example_counts(path: str, manifest: dict, config, tables: dict[str, tuple]
+                    ) -> dict[str, int]:
+  """{task key of `tables` (kinds.task_tables): number of training examples}, event
+  tasks with the per-item cap."""
   counts = prepared_lib.item_train_counts(path)
   cap = int(config.tasks.cap_per_item)
   capped = {}
@@ -210,20 +219,40 @@ def _example_counts(path: str, manifest: dict, config) -> dict[str, int]:
     if cap > 0 and config.tasks.cap_behaviour == name:
       c = np.minimum(c, cap)
     capped[b] = int(c.sum())
-  out = {k: capped[b] for k, b in EVENT_KINDS.items()}
-  for k in ("text2id", "text2id_rec", "id2text", "id2text_rec"):
-    out[k] = int(manifest["counts"]["items"])
-  return out
+  num_items = int(manifest["counts"]["items"])
+  return {key: capped[KINDS[kind].behaviour] if KINDS[kind].source == "events" else num_items
+          for key, (kind, _) in tables.items()}
+
+
+def mixture_rates(config: ml_collections.ConfigDict, mixture: str, tables: dict[str, tuple],
+                  counts: dict[str, int]) -> dict[str, float]:
+  """{task key: mixing rate} of `mixture`'s tasks, in MIXTURE_KINDS order.
+
+  A kind's rate is `tasks.rates.<kind>` (its `_rec` task shares it), its number of
+  training examples when < 0; a task without training examples or with rate 0 is
+  left out (GenSAR's task ablations).
+  """
+  rates = {}
+  for member in MIXTURE_KINDS[mixture]:
+    rate = float(config.tasks.rates[member])
+    for key, (kind, _) in tables.items():
+      if kind == member and counts[key] > 0 and rate != 0:
+        rates[key] = float(counts[key]) if rate < 0 else rate
+  return rates
 
 
 def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifiers) -> dict:
   """Registers the Tasks and Mixtures of `{workdir}/prepared` with `ids`.
 
+  One task per kind of kinds.KINDS (and `<kind>_rec` for a `both_tables` kind when
+  the search and rec tables differ); one mixture per MIXTURE_KINDS entry.
+
   Returns:
     {"mixture": train mixture name, "mixtures": {mixture: name},
-     "tasks": {kind: name}, "eval_tasks": {"rec"|"search": task name},
+     "tasks": {task key: name}, "eval_tasks": {"rec"|"search": task name},
      "eval_prefix": {"rec"|"search": behaviour token forced first, or ''} (eval_prefix),
-     "vocabulary": the GenRetVocabulary, "example_counts": {kind: n}}.
+     "vocabulary": the GenRetVocabulary, "example_counts": {task key: n},
+     "rates": {task key: rate} of the train mixture (its tasks)}.
   """
   validate(config)
   path = os.path.join(workdir, "prepared")
@@ -244,11 +273,8 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   output_features = {"inputs": seqio.Feature(vocab, add_eos=True, required=True),
                      "targets": seqio.Feature(vocab, add_eos=True)}
   prefix = _name_prefix(manifest, config, ids)
-  two_tables = ids.search is not ids.rec
-  kinds = list(EVENT_KINDS) + ["text2id", "id2text"]
-  if two_tables:
-    kinds += ["text2id_rec", "id2text_rec"]
-  names = {k: f"{prefix}_{k}" for k in kinds}
+  tables = task_tables(two_tables=ids.search is not ids.rec)
+  names = {key: f"{prefix}_{key}" for key in tables}
   mixture_names = {m: f"{prefix}_{m}" for m in MIXTURE_KINDS}
   for name in mixture_names.values():
     seqio.MixtureRegistry.remove(name)
@@ -258,34 +284,27 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
   items_source = FilteredSource({"train": prepared_lib.items_pattern(path)},
                                 prepared_lib.ITEM_FEATURES, {"train": num_items})
   cap = int(t.cap_per_item)
-  counts = _example_counts(path, manifest, config)
-  for kind, behaviour in EVENT_KINDS.items():
-    name = "rec" if behaviour == REC else "search"
-    sizes = {split: int(manifest["counts"]["per_split"][split][name])
-             for split in prepared_lib.SPLIT_NAMES}
-    sizes[prepared_lib.TRAIN] = counts[kind]
-    source = event_source(path, behaviour, cap if t.cap_behaviour == name else 0, sizes)
-    seqio.TaskRegistry.add_provider(names[kind], EpochShuffledTask(
-        names[kind], source=source, output_features=output_features, shuffle_buffer_size=None,
-        preprocessors=[_mapper(fmt.event_fn, kind), seqio.preprocessors.append_eos_after_trim]))
-  for kind in kinds[len(EVENT_KINDS):]:
-    role = "rec" if kind.endswith("_rec") else "search"
-    seqio.TaskRegistry.add_provider(names[kind], EpochShuffledTask(
-        names[kind], source=items_source, output_features=output_features,
-        shuffle_buffer_size=None,
-        preprocessors=[_mapper(functools.partial(fmt.item_fn, role=role), kind),
-                       seqio.preprocessors.append_eos_after_trim]))
+  counts = _example_counts(path, manifest, config, tables)
+  for key, (kind, role) in tables.items():
+    spec = KINDS[kind]
+    if spec.source == "events":
+      b = "rec" if spec.behaviour == REC else "search"
+      sizes = {split: int(manifest["counts"]["per_split"][split][b])
+               for split in prepared_lib.SPLIT_NAMES}
+      sizes[prepared_lib.TRAIN] = counts[key]
+      source = event_source(path, spec.behaviour, cap if t.cap_behaviour == b else 0, sizes)
+      make_fn = fmt.event_fn
+    else:
+      source, make_fn = items_source, functools.partial(fmt.item_fn, role=role)
+    seqio.TaskRegistry.add_provider(names[key], EpochShuffledTask(
+        names[key], source=source, output_features=output_features, shuffle_buffer_size=None,
+        preprocessors=[_mapper(make_fn, kind), seqio.preprocessors.append_eos_after_trim]))
 
+  rates = {m: mixture_rates(config, m, tables, counts) for m in MIXTURE_KINDS}
   for mixture, members in MIXTURE_KINDS.items():
-    rates = []
-    for kind in members:
-      if kind in names and counts[kind] > 0:
-        rate = float(t.rates[kind.replace("_rec", "") if kind.startswith(("text2id", "id2text"))
-                             else kind])
-        if rate != 0:                           # 0: left out (GenSAR's task ablations)
-          rates.append((names[kind], counts[kind] if rate < 0 else rate))
-    if rates:
-      seqio.MixtureRegistry.add(mixture_names[mixture], rates)
+    if rates[mixture]:
+      seqio.MixtureRegistry.add(mixture_names[mixture],
+                                [(names[key], r) for key, r in rates[mixture].items()])
     elif mixture == t.mixture:
       raise ConfigError("tasks.mixture", f"{mixture}: the prepared dataset has no training "
                         f"examples for any of its tasks ({', '.join(members)}), or every "
@@ -295,7 +314,7 @@ def register(config: ml_collections.ConfigDict, workdir: str, ids: ItemIdentifie
       "mixture": mixture_names[t.mixture], "mixtures": mixture_names, "tasks": names,
       "eval_tasks": {b: names[k] for b, k in EVAL_KINDS[t.mixture].items()},
       "eval_prefix": eval_prefix(config),
-      "vocabulary": vocab, "example_counts": counts,
+      "vocabulary": vocab, "example_counts": counts, "rates": rates[t.mixture],
   }
 
 

@@ -30,10 +30,10 @@ from sentencepiece import sentencepiece_model_pb2
 from genret_jax.errors import ConfigError
 from genret_jax.ids.types import IdTable
 from genret_jax.tasks import config as tasks_config
+# The behaviour tokens live in the light kinds module; re-exported here.
+from genret_jax.tasks.kinds import BEHAVIOUR_TOKENS, REC_ITEM, SRC_ITEM, SRC_QUERY  # noqa: F401
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
-REC_ITEM, SRC_QUERY, SRC_ITEM = "<rec_item>", "<src_query>", "<src_item>"
-BEHAVIOUR_TOKENS = (REC_ITEM, SRC_QUERY, SRC_ITEM)
 # What may be an appended token: `<` word characters `>`. Matches that are not
 # appended tokens stay text (e.g. "<b>" in a description).
 TOKEN_PATTERN = r"<[A-Za-z0-9_]+>"
