@@ -6,8 +6,9 @@ locked, so `--config.foo=1` for a key that does not exist is an error.
 Job keys (read by genret_jax.pipeline):
   models     comma list of 'label[:mixture[:key=value...]]' entries, one
              generative model each (trained in workdir/models/<label>);
-             '' = one model of tasks.mixture. E.g. 'rec_only,search_only,joint'
-             or 'no_nsqp:gensar:tasks.rates.next_query=0'.
+             '' = one model of tasks.mixture; 'none' = no generative model (the
+             baselines alone). E.g. 'rec_only,search_only,joint' or
+             'no_nsqp:gensar:tasks.rates.next_query=0'.
   baselines  comma list of pop, bm25, sasrec.
   analyses   comma list of h1, h2.
   epochs     > 0: train.num_steps = ceil(epochs * training examples / (batch *
@@ -219,7 +220,9 @@ def parse_model(entry: str) -> tuple[str, str, list[tuple[str, str]]]:
 
 
 def model_entries(config: ml_collections.ConfigDict) -> list[str]:
-  """The `models` entries; '' = the one model of `tasks.mixture`."""
+  """The `models` entries; '' = the one model of `tasks.mixture`, 'none' = no model."""
+  if str(config.models).strip() == "none":
+    return []
   return split_list(config.models) or [config.tasks.mixture]
 
 

@@ -87,6 +87,14 @@ def test_joint_runs_three_models_and_baselines():
   assert config_lib.split_list(c.baselines) == ["pop", "bm25", "sasrec"]
 
 
+def test_models_none_leaves_the_baselines_alone():
+  c = config_lib.resolve(_load("configs/paper/sasrec.py"))
+  assert config_lib.model_entries(c) == [] and c.baselines == "pop,sasrec"
+  assert (c.ids.sasrec.patience, c.ids.sasrec.epochs, c.eval.max_queries) == (5, 200, 0)
+  c = config_lib.get_base_config()
+  assert config_lib.model_entries(c) == ["joint"]          # '' = the mixture's one model
+
+
 def test_parse_model_and_overrides():
   assert config_lib.parse_model("joint") == ("joint", "joint", [])
   assert config_lib.parse_model("nq:gensar:tasks.rates.next_query=0:train.num_steps=5") == (

@@ -19,7 +19,7 @@ def get_config():
   c = tiger.get_config()              # Amazon Beauty, leave-one-out, R@5/10 and N@5/10
   c.name = "sasrec_converged"
   c.ids.scheme = "atomic"             # no generative model here: the cheapest IDs
-  c.models = ""
+  c.models = "none"                  # the baselines alone
   c.baselines = "pop,sasrec"
   c.analyses = ""
   c.ids.sasrec.update(dim=50, num_layers=2, num_heads=1, dropout=0.5, max_len=50,
