@@ -47,6 +47,10 @@ def _check(res: dict, stdout: str) -> None:
     kept = row[row >= 0]
     assert len(set(kept.tolist())) == len(kept) and (row[:len(kept)] >= 0).all()
   assert "| stage | part | wall s | CPU s | peak RSS MB |" in stdout
+  m = res["machine"]               # genret_jax.bench.machine's block, as every bench
+  assert {"cpu_model", "cores_available", "cpu_flags", "load_average_before",
+          "load_average_after", "others_cpu"} <= set(m)
+  assert {"jax", "jaxlib"} <= set(m["versions"]) and res["busy"] == m["busy"]
 
 
 @pytest.mark.slow

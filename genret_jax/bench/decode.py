@@ -14,15 +14,34 @@ Beauty's size) and 1,000,000 items. Methods:
   hf_trie     transformers T5ForConditionalGeneration.generate(num_beams=30,
               prefix_allowed_tokens_fn=dict trie) on a same-size PyTorch T5.
   hf_unc      the same generate() without the callback.
+  ours_bf16   `ours` with bfloat16 activations (T5Config.dtype; float32
+              parameters, logits and beam scores).
+  hf_trie_bf16, hf_unc_bf16
+              hf_trie and hf_unc with generate() under torch.autocast("cpu",
+              bfloat16), what a Hugging Face user on a CPU would run.
+`--skip_hf` leaves out the Hugging Face baselines, `--skip_hf_bf16` only
+their bfloat16 runs, `--skip_ours_bf16` ours_bf16.
 The slow baselines are timed on `--slow_batches` batches and reported per
 query. A second table times the decoding step without the model (fixed
 log-probabilities; constraint, top-k, gathers), which is what the trie layout
 decides and what STATIC's per-step figures measure.
+
+The JSON's ratios (smallest catalog unless named `_1m`): speedup_vs_hf_trie
+(hf_trie over ours, seconds per batch), speedup_vs_hf_trie_bf16 (hf_trie_bf16
+over ours), speedup_bf16_vs_hf_trie_bf16 (hf_trie_bf16 over ours_bf16),
+speedup_vs_python_trie, ... (_SUMMARY_KEYS), with the machine block of
+genret_jax.bench.machine (CPU, cores, AVX-512 / AMX flags, versions, load
+average before and after). Reading a busy run: when the 1-minute load average
+before the run, or the CPU other processes used during it, exceeds `--max_load`
+(default 1.0), the JSON says `"busy": true, "ratios_valid": false` and the
+output ends with `WARNING: load average X > 1.0: ratios are not results (other
+jobs were running)`; the ratios are still written but are not results.
+`--strict_load` exits non-zero instead.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import time
 
 from absl import app, flags, logging
@@ -30,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from genret_jax.bench import models
+from genret_jax.bench import machine, models, peers
 from genret_jax.decoding import beam as bs
 from genret_jax.decoding import model_decode
 from genret_jax.decoding import trie as trie_lib
@@ -45,6 +64,10 @@ _ITEMS = flags.DEFINE_list("items", ["12101", "1000000"], "Catalog sizes.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed batches per fast method (median).")
 _SLOW = flags.DEFINE_integer("slow_batches", 1, "Timed batches for the Python baselines.")
 _SKIP_HF = flags.DEFINE_bool("skip_hf", False, "Skip the Hugging Face baselines.")
+_SKIP_HF_BF16 = flags.DEFINE_bool("skip_hf_bf16", False,
+                                  "Skip the Hugging Face baselines' bfloat16 autocast runs.")
+_SKIP_OURS_BF16 = flags.DEFINE_bool("skip_ours_bf16", False,
+                                    "Skip our constrained search with bfloat16 activations.")
 
 LEVELS, CODES = 4, 256
 OFFSET = 2          # token ids 0 (pad / decoder start) and 1 (eos) come first
@@ -158,30 +181,6 @@ class PythonTrieSearch:
     return scores, seqs
 
 
-# ---------------------------------------------------------------- Hugging Face
-def make_hf(vocab: int):
-  # torch and transformers are optional (the `test` extra): imported for the peer only.
-  import torch  # pylint: disable=g-import-not-at-top
-  import transformers  # pylint: disable=g-import-not-at-top
-  cfg = transformers.T5Config(vocab_size=network.pad_vocab_size(vocab), d_model=128, d_kv=64,
-                              d_ff=1024, num_layers=4, num_decoder_layers=4, num_heads=6,
-                              feed_forward_proj="gated-gelu", dropout_rate=0.0,
-                              decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-  torch.manual_seed(0)
-  return transformers.T5ForConditionalGeneration(cfg).eval()
-
-
-def hf_generate(model, x, beam, steps, allowed_fn):
-  # torch is optional (the `test` extra).
-  import torch  # pylint: disable=g-import-not-at-top
-  with torch.no_grad():
-    ids = torch.as_tensor(x, dtype=torch.long)
-    return model.generate(input_ids=ids, attention_mask=(ids > 0).long(), num_beams=beam,
-                          num_return_sequences=beam, max_new_tokens=steps,
-                          min_new_tokens=steps, do_sample=False,
-                          prefix_allowed_tokens_fn=allowed_fn)
-
-
 # ---------------------------------------------------------------- search without the model
 def search_step_bench(trie, b, k, vocab, py_search, allowed_fn, repeats):
   """Seconds per decoding step with the model replaced by fixed log-probs.
@@ -241,12 +240,24 @@ def constraint_bench(trie, b, k, vocab, allowed_fn, seqs, repeats):
   return 1e3 * t_ours, (1e3 * t_py if allowed_fn is not None else None)
 
 
-_MODES = (("ours", "constrained"), ("ours_unc", "unconstrained"))
-_SUMMARY_KEYS = ("speedup_vs_hf_trie", "speedup_vs_python_trie",
+_SUMMARY_KEYS = ("speedup_vs_hf_trie", "speedup_vs_hf_trie_bf16", "speedup_bf16_vs_hf_trie_bf16",
+                 "speedup_vs_python_trie",
                  "search_step_speedup_vs_python_trie", "constraint_speedup_vs_python_trie",
                  "constrained_over_unconstrained", "constrained_over_unconstrained_1m",
                  "table_mb_per_million_items", "table_build_seconds_1m",
                  "latency_ratio_1m_over_10k", "search_step_ratio_1m_over_10k")
+_METHODS = ("ours", "ours_unc", "ours_bf16", "py_trie", "hf_trie", "hf_trie_bf16", "hf_unc",
+            "hf_unc_bf16")
+
+
+def our_sides(module) -> list[tuple[str, network.Transformer, str]]:
+  """(name, module, mode) of our searches: ours, ours_unc and (unless --skip_ours_bf16)
+  ours_bf16, the constrained search with bfloat16 activations."""
+  sides = [("ours", module, "constrained"), ("ours_unc", module, "unconstrained")]
+  if not _SKIP_OURS_BF16.value:
+    bf16 = network.Transformer(dataclasses.replace(module.config, dtype=jnp.bfloat16))
+    sides.append(("ours_bf16", bf16, "constrained"))
+  return sides
 
 
 def build_catalog(n: int) -> tuple[np.ndarray, trie_lib.Trie, dict]:
@@ -262,35 +273,38 @@ def build_catalog(n: int) -> tuple[np.ndarray, trie_lib.Trie, dict]:
   return codes, trie, info
 
 
-def compile_ours(module, params, x, trie, info: dict) -> bs.BeamSearchOutput:
-  """Compiles both modes (seconds, XLA's GFLOP, the unconstrained invalid-ID rate into
-  `info`); returns the constrained output."""
+def compile_ours(sides, params, x, trie, info: dict) -> bs.BeamSearchOutput:
+  """Compiles our searches (seconds, XLA's GFLOP, the unconstrained invalid-ID rate and
+  the bfloat16 search's top-1 agreement with ours into `info`); returns ours' output."""
   kw = dict(beam_size=_BEAM.value, num_results=_BEAM.value)
   outs = {}
-  for name, mode in _MODES:
+  for name, module, mode in sides:
     t0 = time.perf_counter()
-    outs[mode] = jax.block_until_ready(
+    outs[name] = jax.block_until_ready(
         model_decode.search_jit(module, params, x, trie, mode=mode, **kw))
     info[f"{name}_compile_seconds"] = time.perf_counter() - t0
     cost = model_decode.search_jit.lower(module, params, x, trie, mode=mode,
                                          **kw).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     info[f"{name}_gflop"] = float(cost.get("flops", float("nan"))) / 1e9
-  un = outs["unconstrained"]
+  un = outs["ours_unc"]
   alive = np.isfinite(np.asarray(un.beam_scores))
   info["unconstrained_invalid_rate"] = float(
       ((np.asarray(un.beam_leaves) < 0) & alive).sum() / alive.sum())
-  return outs["constrained"]
+  if "ours_bf16" in outs:
+    best = [np.asarray(outs[name].sequences)[:, 0] for name in ("ours", "ours_bf16")]
+    info["ours_bf16_top1_agreement"] = float((best[0] == best[1]).all(1).mean())
+  return outs["ours"]
 
 
-def time_ours(module, params, x, trie, info: dict) -> None:
-  """Median seconds per batch of both modes, interleaved so load changes hit both."""
+def time_ours(sides, params, x, trie, info: dict) -> None:
+  """Median seconds per batch of our searches, interleaved so load changes hit all."""
   kw = dict(beam_size=_BEAM.value, num_results=_BEAM.value)
-  t = {name: [] for name, _ in _MODES}
+  t = {name: [] for name, _, _ in sides}
   for _ in range(_REPEATS.value):
-    for name, mode in _MODES:
-      t[name].append(_timed(lambda m=mode: model_decode.search_jit(
-          module, params, x, trie, mode=m, **kw), 1))
+    for name, module, mode in sides:
+      t[name].append(_timed(lambda m=module, mode=mode: model_decode.search_jit(
+          m, params, x, trie, mode=mode, **kw), 1))
   for name in t:
     info[f"{name}_batch_seconds"] = float(np.median(t[name]))
 
@@ -310,20 +324,28 @@ def python_baselines(seqs: np.ndarray, module, params, x, vocab: int,
   best_ours = np.asarray(ours_out.sequences)[:, 0]
   info["py_trie_top1_agreement"] = float((best_py == best_ours).all(1).mean())
   if not _SKIP_HF.value:
-    hf = make_hf(vocab)
-    hf_generate(hf, x[:2], k, steps, fn)   # warm-up
-    info["hf_trie_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, fn),
-                                           _SLOW.value)
-    info["hf_unc_batch_seconds"] = _timed(lambda: hf_generate(hf, x, k, steps, None),
-                                          _SLOW.value)
+    hf = peers.hf_decode_model(vocab)
+    runs = {"hf_trie": (fn, False), "hf_unc": (None, False)}
+    if not _SKIP_HF_BF16.value:
+      runs.update(hf_trie_bf16=(fn, True), hf_unc_bf16=(None, True))
+    for allowed, bf16 in runs.values():      # warm-up
+      peers.hf_generate(hf, x[:2], k, steps, allowed, bf16)
+    t = {name: [] for name in runs}
+    for _ in range(_SLOW.value):             # alternating, as ours
+      for name, (allowed, bf16) in runs.items():
+        t[name].append(_timed(lambda a=allowed, h=bf16: peers.hf_generate(
+            hf, x, k, steps, a, h), 1))
+    for name in t:
+      info[f"{name}_batch_seconds"] = float(np.median(t[name]))
   return fn, py
 
 
 def bench_catalog(n: int, module, params, x, vocab: int) -> dict:
   """Every measurement of one catalog size."""
   codes, trie, info = build_catalog(n)
-  ours_out = compile_ours(module, params, x, trie, info)
-  time_ours(module, params, x, trie, info)
+  sides = our_sides(module)
+  ours_out = compile_ours(sides, params, x, trie, info)
+  time_ours(sides, params, x, trie, info)
   seqs = codes + np.array(level_offsets())
   fn = py = None
   if n <= 200_000:
@@ -347,6 +369,12 @@ def summarize(per_catalog: dict[int, dict]) -> dict[str, float]:
   res = {"speedup_vs_python_trie": small["py_trie_batch_seconds"] / small["ours_batch_seconds"]}
   if "hf_trie_batch_seconds" in small:
     res["speedup_vs_hf_trie"] = small["hf_trie_batch_seconds"] / small["ours_batch_seconds"]
+  if "hf_trie_bf16_batch_seconds" in small:
+    res["speedup_vs_hf_trie_bf16"] = (small["hf_trie_bf16_batch_seconds"]
+                                      / small["ours_batch_seconds"])
+    if "ours_bf16_batch_seconds" in small:
+      res["speedup_bf16_vs_hf_trie_bf16"] = (small["hf_trie_bf16_batch_seconds"]
+                                             / small["ours_bf16_batch_seconds"])
   res["search_step_speedup_vs_python_trie"] = small["step_py_trie_ms"] / small["step_ours_ms"]
   res["constraint_speedup_vs_python_trie"] = (small["constraint_py_trie_ms"]
                                               / small["constraint_ours_ms"])
@@ -366,7 +394,7 @@ def print_tables(per_catalog: dict[int, dict], res: dict, batch: int) -> None:
   print("| items | method | queries/s | ms/step | s/batch |")
   print("|---:|---|---:|---:|---:|")
   for n, v in per_catalog.items():
-    for m in ("ours", "ours_unc", "py_trie", "hf_trie", "hf_unc"):
+    for m in _METHODS:
       if f"{m}_batch_seconds" in v:
         s = v[f"{m}_batch_seconds"]
         print(f"| {n} | {m} | {batch / s:.1f} | {1e3 * s / LEVELS:.1f} | {s:.3f} |")
@@ -392,6 +420,7 @@ def print_tables(per_catalog: dict[int, dict], res: dict, batch: int) -> None:
 
 def main(argv):
   del argv
+  run = machine.Run.from_flags()
   b, vocab = _BATCH.value, network.pad_vocab_size(_VOCAB.value)
   module, params = models.tiger_like_model(vocab)
   x = np.random.default_rng(1).integers(2, vocab, (b, _INPUT_LEN.value)).astype(np.int32)
@@ -403,9 +432,10 @@ def main(argv):
                         devices=jax.device_count()),
          "catalogs": {str(n): v for n, v in per_catalog.items()}}
   res.update(summarize(per_catalog))
+  warnings = run.finish(res, ratios=True, path=_OUT.value)
   print_tables(per_catalog, res, b)
-  with open(_OUT.value, "w") as f:
-    json.dump(res, f, indent=1)
+  for line in warnings:
+    print(line)
 
 
 if __name__ == "__main__":

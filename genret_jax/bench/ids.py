@@ -15,7 +15,12 @@ Memory is the process's peak resident set size (resource.getrusage
 ru_maxrss), reported in total and above the RSS measured just before the
 build (after imports and data creation). Time is wall-clock of the whole
 build including compilation (with --repeat, also a second, compiled build).
-Prints a Markdown table and writes JSON.
+Prints a Markdown table and writes JSON, with the machine block of
+genret_jax.bench.machine (CPU, cores, flags, versions, load average before and
+after, CPU used by other processes). A busy run (load average before, or other
+processes' CPU during it, above --max_load) says `"busy": true` and prints
+`WARNING: ...: timings are not results (other jobs were running)`;
+--strict_load exits non-zero instead.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import sys
 import time
 
 from absl import app, flags
+
+from genret_jax.bench import machine
 
 _NUM = flags.DEFINE_integer("num", 1_000_000, "Number of embeddings.")
 _DIM = flags.DEFINE_integer("dim", 64, "Embedding dimension.")
@@ -96,6 +103,7 @@ def main(argv) -> None:
   if _WORKER.value:
     print("RESULT " + json.dumps(_worker(_WORKER.value)))
     return
+  run = machine.Run.from_flags(also=("jax", "jaxlib", "scikit-learn"))   # the workers' imports
   args = [f"--num={_NUM.value}", f"--dim={_DIM.value}", f"--levels={_LEVELS.value}",
           f"--codes={_CODES.value}", f"--iterations={_ITERS.value}", f"--repeat={_REPEAT.value}"]
   rows = []
@@ -112,6 +120,7 @@ def main(argv) -> None:
            "iterations": _ITERS.value, "memory": "peak RSS (resource.getrusage ru_maxrss)"}
   print(f"\nRQ-KMeans on {_NUM.value:,} x {_DIM.value} random embeddings, {_LEVELS.value} "
         f"levels x {_CODES.value} codes, <= {_ITERS.value} Lloyd iterations per level\n")
+  warnings = run.finish({"setup": setup, "results": rows}, ratios=False, path=_JSON.value)
   print("| implementation | build s (1st, incl. compile) | build s (2nd) | peak RSS MB "
         "| peak above start MB | MSE after last level | collision rate |")
   print("|---|---|---|---|---|---|---|")
@@ -121,8 +130,8 @@ def main(argv) -> None:
     else:
       print(f"| {r['impl']} | {r['seconds_first']} | {r['seconds_second']} | {r['peak_rss_mb']} "
             f"| {r['peak_above_start_mb']} | {r['recon_error']} | {r['collision_rate']} |")
-  with open(_JSON.value, "w") as f:
-    json.dump({"setup": setup, "results": rows}, f, indent=1)
+  for line in warnings:
+    print(line)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,16 @@ current default), and no prompt. Shorter inputs and
 more target room put more examples in a packed row, so examples/s rises at the
 same step time. Variants alternate in `--rounds` rounds of `--steps` steps after
 `--warmup` untimed steps (compilation there); the median round is reported, with
-the load average before and after and the CPU model.
+the machine block of genret_jax.bench.machine (CPU, cores, flags, versions, load
+average before and after). The "vs before" column is a ratio: when the 1-minute
+load average before the run, or the CPU other processes used during it, exceeds
+--max_load (default 1.0), the JSON says `"busy": true, "ratios_valid": false`
+and the table ends with `WARNING: load average X > 1.0: ratios are not results
+(other jobs were running)`; --strict_load exits non-zero instead.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +29,7 @@ from absl import app, flags
 import jax
 
 from genret_jax import config as config_lib
+from genret_jax.bench import machine
 from genret_jax.pipeline import common, steps
 from genret_jax.train import input_pipeline, optim, state as state_lib, step as step_lib
 from genret_jax.train import trainer
@@ -46,21 +49,6 @@ VARIANTS = {
     "no prompt, 16 targets": {"tasks.prompt_style": "none"},
 }
 TASKS = ("rec_only", "search_only")
-
-
-def load_average() -> list[float]:
-  return [round(x, 2) for x in os.getloadavg()]
-
-
-def cpu_model() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor()
 
 
 class Runner:
@@ -104,7 +92,7 @@ class Runner:
 
 def main(argv):
   del argv
-  load_before = load_average()
+  run = machine.Run.from_flags()
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="genret_inputs_bench_")
   config = config_lib.resolve(config_lib.get_base_config())
   steps.run_prepare(config, workdir)
@@ -126,11 +114,8 @@ def main(argv):
         "step_ms": 1e3 * seconds / _STEPS.value,
         "examples_per_row": examples / (_STEPS.value * runners[(variant, task)].batch_size),
         "examples_per_sec": examples / seconds, "rounds": rs}
-  blob = {"results": results, "load_average_before": load_before,
-          "load_average_after": load_average(), "cpu": cpu_model(), "cores": os.cpu_count(),
-          "steps": _STEPS.value, "rounds": _ROUNDS.value}
-  with open(_OUT.value, "w") as f:
-    json.dump(blob, f, indent=1)
+  blob = {"results": results, "steps": _STEPS.value, "rounds": _ROUNDS.value}
+  warnings = run.finish(blob, ratios=True, path=_OUT.value)
   base = results[next(iter(VARIANTS))]
   print("| variant | task | examples/row | step ms | examples/s | vs before |")
   print("|---|---|---:|---:|---:|---:|")
@@ -139,8 +124,11 @@ def main(argv):
       print(f"| {variant} | {task} | {r['examples_per_row']:.2f} | {r['step_ms']:.0f} | "
             f"{r['examples_per_sec']:.0f} | "
             f"{r['examples_per_sec'] / base[task]['examples_per_sec']:.2f}x |")
-  print(f"load average before {load_before}, after {blob['load_average_after']}; "
-        f"{blob['cpu']}, {blob['cores']} cores; wrote {_OUT.value}")
+  for line in warnings:
+    print(line)
+  m = blob["machine"]
+  print(f"load average before {m['load_average_before']}, after {m['load_average_after']}; "
+        f"{m['cpu_model']}, {m['cpu_count']} cores; wrote {_OUT.value}")
 
 
 if __name__ == "__main__":

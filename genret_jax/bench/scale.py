@@ -37,9 +37,14 @@ Per stage (and per part of a stage): wall and CPU seconds (time.process_time,
 all threads), the peak resident set size sampled every 20 ms from
 /proc/self/status (VmRSS) while it runs, and the RSS before and after. In a
 subprocess the process's own peak (getrusage ru_maxrss, which no sampling can
-miss) is reported too and the stage peak is the larger of the two. The load
-average is recorded at the start and end of every stage: the machine may be
-shared. Prints a Markdown table and writes JSON.
+miss) is reported too and the stage peak is the larger of the two. The
+1-minute load average is recorded at the start and end of every stage, and the
+run's machine block (genret_jax.bench.machine: CPU, cores, flags, versions, load
+average before and after, CPU used by other processes) in `machine`: the machine
+may be shared. A busy run (load average before, or other processes' CPU during
+it, above --max_load) says `"busy": true` and prints `WARNING: ...: timings are
+not results (other jobs were running)`; --strict_load exits non-zero instead.
+Prints a Markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -47,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -56,6 +60,8 @@ import time
 
 from absl import app, flags
 import numpy as np
+
+from genret_jax.bench import machine
 
 _OUT = flags.DEFINE_string("out", "/tmp/scale_bench.json", "JSON output path.")
 _ITEMS = flags.DEFINE_integer("num_items", 1_000_000, "Catalog size (a multiple of 4).")
@@ -128,7 +134,7 @@ def _start(record: dict) -> dict:
   if _SAMPLER is None:
     _SAMPLER = _Sampler()
   rss = _rss_mb()
-  record.update(rss_start_mb=rss, peak_rss_mb=rss, load_start=os.getloadavg()[0],
+  record.update(rss_start_mb=rss, peak_rss_mb=rss, load_start=machine.load_average()[0],
                 _t0=time.perf_counter(), _c0=time.process_time())
   with _SAMPLER.lock:
     _SAMPLER.open.append(record)
@@ -143,7 +149,8 @@ def _stop(record: dict) -> dict:
   rss = _rss_mb()
   record.update(wall_s=round(wall, 4), cpu_s=round(cpu, 4), rss_end_mb=round(rss, 1),
                 peak_rss_mb=round(max(record["peak_rss_mb"], rss), 1),
-                rss_start_mb=round(record["rss_start_mb"], 1), load_end=os.getloadavg()[0])
+                rss_start_mb=round(record["rss_start_mb"], 1),
+                load_end=machine.load_average()[0])
   return record
 
 
@@ -411,15 +418,6 @@ def _in_subprocess(name: str) -> dict:
   return json.loads(line[-1][len("RESULT "):])
 
 
-def machine() -> dict:
-  mem = 0.0
-  with contextlib.suppress(OSError):
-    with open("/proc/meminfo") as f:
-      mem = float(f.readline().split()[1]) / 2**20
-  return {"cpus": os.cpu_count(), "memory_gib": round(mem, 1), "platform": platform.platform(),
-          "python": platform.python_version()}
-
-
 def _output_text(name: str, out: dict) -> str:
   if name == "prepare":
     return f"{out['bytes'] / 2**30:.2f} GiB, {out['files']} files"
@@ -443,11 +441,11 @@ def main(argv) -> None:
   unknown = set(_STAGES.value) - set(STAGES)
   if unknown:
     raise app.UsageError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+  run = machine.Run.from_flags(also=("jax", "jaxlib"))   # the stages import them
   os.makedirs(_WORKDIR.value, exist_ok=True)
   res = {"config": {f.name: f.value for f in _FORWARD} | {
              "num_users": num_users(), "simulator": SIMULATOR,
-             "in_process": _IN_PROCESS.value},
-         "machine": machine(), "load_start": os.getloadavg(), "stages": {}}
+             "in_process": _IN_PROCESS.value}, "stages": {}}
   t0 = time.perf_counter()
   for name in [s for s in STAGES if s in _STAGES.value]:
     print(f"stage {name} ...", flush=True)
@@ -455,12 +453,14 @@ def main(argv) -> None:
     res["stages"][name] = rec
     print(f"stage {name}: {rec['wall_s']:.1f} s wall, {rec['cpu_s']:.1f} s CPU, peak RSS "
           f"{rec['peak_rss_mb']:.0f} MB", flush=True)
+    run.stamp(res, ratios=False)
     with open(_OUT.value, "w") as f:      # after every stage: a long run keeps its progress
       json.dump(res, f, indent=1)
   res["total_wall_s"] = round(time.perf_counter() - t0, 1)
-  res["load_end"] = os.getloadavg()
+  warnings = run.finish(res, ratios=False, path=_OUT.value)
+  load = (res["machine"]["load_average_before"][0], res["machine"]["load_average_after"][0])
   print(f"\n{_ITEMS.value:,} items, {_EVENTS.value:,} events, {num_users():,} users; "
-        f"load average {res['load_start'][0]:.1f} -> {res['load_end'][0]:.1f}\n")
+        f"load average {load[0]:.1f} -> {load[1]:.1f}\n")
   print("| stage | part | wall s | CPU s | peak RSS MB | RSS after MB | output |")
   print("|---|---|---:|---:|---:|---:|---|")
   for name, rec in res["stages"].items():
@@ -469,8 +469,8 @@ def main(argv) -> None:
     for part, p in rec["parts"].items():
       print(f"| | {part} | {p['wall_s']:.1f} | {p['cpu_s']:.1f} | {p['peak_rss_mb']:,.0f} "
             f"| {p['rss_end_mb']:,.0f} | |")
-  with open(_OUT.value, "w") as f:
-    json.dump(res, f, indent=1)
+  for line in warnings:
+    print(line)
 
 
 if __name__ == "__main__":

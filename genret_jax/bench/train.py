@@ -1,14 +1,19 @@
-r"""Training-step throughput: our jitted train step vs Hugging Face PyTorch T5.
+r"""Training-step throughput: our jitted train step vs Hugging Face PyTorch T5, fp32 and bf16.
 
   python -m genret_jax.bench.train --out=/tmp/train_bench.json
 
-Per model size (`tiny`, `small` of genret_jax.model.network), both sides train
+Per model size (`tiny`, `small` of genret_jax.model.network), every side trains
 the same T5 v1.1 network (gated-GELU, untied head, dropout 0.1, random init) on
 the same random batches: batch 64, 64 input tokens, 8 target tokens, AdamW
 (lr 1e-3, weight decay 0.01) with global-norm clipping 1.0.
-  ours  genret_jax.train.step: one jax.jit (donated state) on one device.
-  hf    transformers T5ForConditionalGeneration: forward with labels,
-        backward, clip_grad_norm_, torch.optim.AdamW.step.
+  ours       genret_jax.train.step: one jax.jit (donated state) on one device.
+  ours_bf16  the same with bfloat16 activations (T5Config.dtype, model.dtype=
+             bfloat16 in a job); parameters, optimizer and loss stay float32.
+  hf         transformers T5ForConditionalGeneration (genret_jax.bench.peers):
+             forward with labels, backward, clip_grad_norm_, torch.optim.AdamW.
+  hf_bf16    the same with forward and backward under torch.autocast("cpu",
+             bfloat16); parameters and AdamW stay float32, as HF users run it.
+`--skip_ours_bf16`, `--skip_hf`, `--skip_hf_bf16` leave a side out.
 With `--cpu_variants`, our step is also timed as it was before two CPU
 changes, alone and together (a second table):
   xla_default   XLA's default YNNPACK fusions (no partitioning.compiler_options)
@@ -17,15 +22,26 @@ changes, alone and together (a second table):
 All are timed the same way, alternating in `--rounds` rounds of `--steps`
 steps after `--warmup` untimed steps (compilation included there), and the
 median round is reported, so background load hits all alike. Threads: torch
-gets torch.set_num_threads(--threads) (default: all cores) and one inter-op
-thread; XLA's CPU backend uses one intra-op pool over all cores by default.
+gets torch.set_num_threads(--threads) (default: the cores this process may
+use, os.sched_getaffinity) and one inter-op thread; XLA's CPU backend uses
+one intra-op pool over all cores by default.
+
+The JSON has, per size, `speedup_vs_hf` (ours over hf, examples/s),
+`speedup_vs_hf_bf16` (ours over hf_bf16) and `speedup_bf16_vs_hf_bf16`
+(ours_bf16 over hf_bf16), each side's results, and the machine block of
+genret_jax.bench.machine (CPU, cores, AVX-512 / AMX flags, versions, load
+average before and after). Reading a busy run: when the 1-minute load average
+before the run, or the CPU other processes used during it, exceeds `--max_load`
+(default 1.0), the JSON says `"busy": true, "ratios_valid": false` and the
+table ends with `WARNING: load average X > 1.0: ratios are not results (other
+jobs were running)`; the ratios are still written but are not results (the
+sides alternate, but other jobs do not slow every side alike). `--strict_load`
+exits non-zero instead.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
 
@@ -35,6 +51,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from genret_jax.bench import machine, peers
 from genret_jax.model import config as model_config
 from genret_jax.model import network, partitioning
 from genret_jax.train import config as train_config
@@ -49,8 +66,13 @@ _VOCAB = flags.DEFINE_integer("vocab_size", 4096, "Vocabulary (text pieces + ID 
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps per framework and size.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating rounds; the median is reported.")
-_THREADS = flags.DEFINE_integer("threads", 0, "torch threads; 0 = os.cpu_count().")
-_SKIP_HF = flags.DEFINE_bool("skip_hf", False, "Only time our step.")
+_THREADS = flags.DEFINE_integer("threads", 0,
+                                "torch threads; 0 = the cores this process may use.")
+_SKIP_HF = flags.DEFINE_bool("skip_hf", False, "Leave out the float32 Hugging Face peer.")
+_SKIP_HF_BF16 = flags.DEFINE_bool("skip_hf_bf16", False,
+                                  "Leave out the Hugging Face peer under bfloat16 autocast.")
+_SKIP_OURS_BF16 = flags.DEFINE_bool("skip_ours_bf16", False,
+                                    "Leave out our step with bfloat16 activations.")
 _DIMS = flags.DEFINE_list(
     "dims", [], "T5Config dimension overrides applied to every size, key=value (e.g. TIGER's: "
     "emb_dim=128,num_heads=6,head_dim=64,mlp_dim=1024,num_encoder_layers=4,num_decoder_layers=4).")
@@ -104,12 +126,14 @@ class Ours:
 
   compiler_options: None = the train step's own (partitioning.compiler_options);
   a dict replaces them. dropout_bits: the network's attention_dropout_bits.
+  dtype: the activation dtype (parameters are float32 either way).
   """
 
   def __init__(self, size: str, compiler_options: dict[str, str] | None = None,
-               dropout_bits: int = 16):
+               dropout_bits: int = 16, dtype=jnp.float32):
     self.t5 = network.t5_config(size, _VOCAB.value, dropout_rate=0.1,
-                                attention_dropout_bits=dropout_bits, **parse_dims(_DIMS.value))
+                                attention_dropout_bits=dropout_bits, dtype=dtype,
+                                **parse_dims(_DIMS.value))
     model = network.Transformer(self.t5)
     cfg = _train_config()
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"data": 1, "model": 1}),
@@ -138,56 +162,21 @@ class Ours:
     return time.perf_counter() - start
 
 
-class HuggingFace:
-  """transformers T5ForConditionalGeneration with the same dimensions."""
-
-  def __init__(self, t5: network.T5Config):
-    # torch and transformers are optional (the `test` extra): imported for the peer only.
-    import torch  # pylint: disable=g-import-not-at-top
-    import transformers  # pylint: disable=g-import-not-at-top
-    self.torch = torch
-    torch.manual_seed(0)
-    hf_config = transformers.T5Config(
-        vocab_size=t5.vocab_size, d_model=t5.emb_dim, d_kv=t5.head_dim, d_ff=t5.mlp_dim,
-        num_layers=t5.num_encoder_layers, num_decoder_layers=t5.num_decoder_layers,
-        num_heads=t5.num_heads, relative_attention_num_buckets=t5.relative_attention_num_buckets,
-        relative_attention_max_distance=t5.relative_attention_max_distance,
-        dropout_rate=t5.dropout_rate, feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
-    self.model = transformers.T5ForConditionalGeneration(hf_config)
-    # transformers 5 ties the head despite tie_word_embeddings=False: untie it
-    # by hand (a distinct lm_head, as in T5 v1.1 / Flan-T5 and in our model).
-    self.model.lm_head.weight = torch.nn.Parameter(
-        torch.randn(t5.vocab_size, t5.emb_dim) * t5.emb_dim ** -0.5)
-    self.model.config.tie_word_embeddings = False
-    self.model.train()
-    self.num_params = sum(p.numel() for p in self.model.parameters())
-    self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.01)
-
-  def run(self, batches) -> float:
-    torch = self.torch
-    start = time.perf_counter()
-    for batch in batches:
-      enc = torch.from_numpy(batch["encoder_input_tokens"]).long()
-      labels = torch.from_numpy(batch["decoder_target_tokens"]).long()
-      loss = self.model(input_ids=enc, attention_mask=enc > 0, labels=labels).loss
-      self.opt.zero_grad(set_to_none=True)
-      loss.backward()
-      torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-      self.opt.step()
-    return time.perf_counter() - start
-
-
 def bench_size(size: str, batches, threads: int) -> dict:
   ours = Ours(size)
   runners = {"ours": ours}
+  if not _SKIP_OURS_BF16.value:
+    runners["ours_bf16"] = Ours(size, dtype=jnp.bfloat16)
   if _CPU_VARIANTS.value:
     runners.update({name: Ours(size, *v) for name, v in VARIANTS.items()})
-  if not _SKIP_HF.value:
+  if not (_SKIP_HF.value and _SKIP_HF_BF16.value):
     # torch is optional (the `test` extra).
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(threads)
-    runners["hf"] = HuggingFace(ours.t5)
+  if not _SKIP_HF.value:
+    runners["hf"] = peers.HFTrain(ours.t5)
+  if not _SKIP_HF_BF16.value:
+    runners["hf_bf16"] = peers.HFTrain(ours.t5, bf16=True)
   warm, timed = batches[:_WARMUP.value], batches[_WARMUP.value:]
   seconds = {name: [] for name in runners}
   compile_s = {}
@@ -203,50 +192,71 @@ def bench_size(size: str, batches, threads: int) -> dict:
     out[name] = {"step_ms": 1e3 * step_s, "examples_per_sec": _BATCH.value / step_s,
                  "tokens_per_sec": per_step_tokens / step_s, "params": int(runner.num_params),
                  "round_seconds": seconds[name], "warmup_seconds": compile_s[name]}
+    if isinstance(runner, peers.HFTrain):
+      out[name]["first_loss"], out[name]["last_loss"] = runner.losses[0], runner.losses[-1]
   return out
+
+
+# JSON key -> (numerator side, denominator side): examples/s over examples/s.
+SPEEDUPS = {"speedup_vs_hf": ("ours", "hf"), "speedup_vs_hf_bf16": ("ours", "hf_bf16"),
+            "speedup_bf16_vs_hf_bf16": ("ours_bf16", "hf_bf16")}
+
+
+def speedups(result: dict) -> dict[str, float]:
+  """{SPEEDUPS key: ratio} for the pairs of sides that ran at one size."""
+  return {key: result[a]["examples_per_sec"] / result[b]["examples_per_sec"]
+          for key, (a, b) in SPEEDUPS.items() if a in result and b in result}
 
 
 def main(argv):
   del argv
   parse_dims(_DIMS.value)  # bad --dims fail before any work
-  threads = _THREADS.value or os.cpu_count()
+  run = machine.Run.from_flags()
+  threads = _THREADS.value or machine.cores_available()
   batches = random_batches(_WARMUP.value + _STEPS.value)
-  results, speedup = {}, {}
+  results, ratios = {}, {key: {} for key in SPEEDUPS}
   for size in _SIZES.value:
     results[size] = bench_size(size, batches, threads)
-    if "hf" in results[size]:
-      speedup[size] = (results[size]["ours"]["examples_per_sec"]
-                       / results[size]["hf"]["examples_per_sec"])
+    for key, value in speedups(results[size]).items():
+      ratios[key][size] = value
     print(f"{size}: " + ", ".join(f"{name} {r['examples_per_sec']:.1f} ex/s"
                                   for name, r in results[size].items()), flush=True)
-    _write(results, speedup, threads)  # partial results survive an interrupted run
-  _print_table(results, speedup)
+    # partial results survive an interrupted run
+    _write(run.stamp(_report(results, ratios, threads), ratios=True))
+  warnings = run.finish(_report(results, ratios, threads), ratios=True, path=_OUT.value)
+  _print_table(results)
+  for line in warnings:
+    print(line)
   print(f"wrote {_OUT.value}")
 
 
-def _write(results: dict, speedup: dict, threads: int) -> None:
-  report = {
-      "speedup_vs_hf": speedup, "results": results,
+def _report(results: dict, ratios: dict, threads: int) -> dict:
+  return {
+      **ratios, "results": results,
       "setup": {"batch_size": _BATCH.value, "input_length": _INPUT_LEN.value,
                 "target_length": _TARGET_LEN.value, "vocab_size": _VOCAB.value,
                 "dims": _DIMS.value,
                 "optimizer": "AdamW lr 1e-3 wd 0.01, clip 1.0", "dropout": 0.1,
                 "steps": _STEPS.value, "rounds": _ROUNDS.value, "warmup": _WARMUP.value,
-                "torch_threads": threads, "cpu_count": os.cpu_count(),
-                "jax_devices": str(jax.devices()[0]), "machine": platform.platform()},
+                "torch_threads": threads, "jax_devices": str(jax.devices()[0])},
   }
+
+
+def _write(report: dict) -> None:
   with open(_OUT.value, "w") as f:
-    json.dump(report, f, indent=2)
+    json.dump(report, f, indent=1)
 
 
-def _print_table(results: dict, speedup: dict) -> None:
-  print("| size | params | ours ex/s | ours tok/s | HF ex/s | HF tok/s | speedup |")
-  print("|---|---|---|---|---|---|---|")
+def _print_table(results: dict) -> None:
+  ms = lambda r, name: f"{r[name]['step_ms']:.1f}" if name in r else "-"
+  print("| size | params | ours ms/step | ours bf16 | HF ms/step | HF bf16 | ours vs HF "
+        "| ours vs HF bf16 | ours bf16 vs HF bf16 |")
+  print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
   for size, r in results.items():
-    hf, nan = r.get("hf", {}), float("nan")
-    print(f"| {size} | {r['ours']['params'] / 1e6:.2f}M | {r['ours']['examples_per_sec']:.1f} | "
-          f"{r['ours']['tokens_per_sec']:.0f} | {hf.get('examples_per_sec', nan):.1f} | "
-          f"{hf.get('tokens_per_sec', nan):.0f} | {speedup.get(size, nan):.2f}x |")
+    sp = speedups(r)
+    print(f"| {size} | {r['ours']['params'] / 1e6:.2f}M | {ms(r, 'ours')} | "
+          f"{ms(r, 'ours_bf16')} | {ms(r, 'hf')} | {ms(r, 'hf_bf16')} | "
+          + " | ".join(f"{sp[key]:.2f}x" if key in sp else "-" for key in SPEEDUPS) + " |")
   if any(v in r for r in results.values() for v in VARIANTS):
     print("\n| size | variant | step ms | ex/s | ours' speedup over it |")
     print("|---|---|---|---|---|")
