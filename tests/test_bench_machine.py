@@ -8,11 +8,15 @@ import pytest
 
 from genret_jax.bench import machine
 
-WARNING = "WARNING: load average 5.00 > 1.0: ratios are not results (other jobs were running)"
+WARNING = ("WARNING: 5.00 cores in use before the run > 1.0: ratios are not results "
+           "(other jobs were running)")
 
 
-def _load(monkeypatch, value: float) -> None:
+def _load(monkeypatch, value: float, in_use: float | None = None) -> None:
+  """Fakes the load averages and the cores in use at the start (`in_use`, else `value`)."""
   monkeypatch.setattr(os, "getloadavg", lambda: (value, value - 1, value - 2))
+  monkeypatch.setattr(machine, "cpu_in_use", lambda seconds=1.0: value if in_use is None
+                      else in_use)
 
 
 def test_the_machine_block_has_every_field():
@@ -26,6 +30,7 @@ def test_the_machine_block_has_every_field():
   for key in ("load_average_before", "load_average_after"):
     assert len(block[key]) == 3 and all(x >= 0 for x in block[key])
   assert block["others_cpu"] is None or block["others_cpu"] >= 0
+  assert block["cpu_in_use_before"] is None or block["cpu_in_use_before"] >= 0
   assert block["memory_gib"] > 0 and block["platform"] and block["python"]
   assert block["max_load"] == 1e9 and block["busy"] is False
 
@@ -50,6 +55,27 @@ def test_an_idle_machine_gives_valid_ratios(monkeypatch, tmp_path):
   report = {}
   assert machine.Run(max_load=1.0).finish(report, ratios=True, path=str(tmp_path / "r.json")) == []
   assert report["busy"] is False and report["ratios_valid"] is True
+
+
+def test_a_high_load_average_left_by_a_previous_bench_is_not_busy(monkeypatch, tmp_path):
+  """The 1-minute load average decays over minutes: right after another bench it is ~2
+  on an idle 2-core machine. The cores in use now decide."""
+  _load(monkeypatch, 2.0, in_use=0.05)
+  monkeypatch.setattr(machine, "cpu_seconds_busy", lambda: 100.0)   # nobody else runs
+  report = {}
+  assert machine.Run(max_load=1.0).finish(report, ratios=True, path=str(tmp_path / "r.json")) == []
+  assert report["ratios_valid"] is True
+  assert report["machine"]["load_average_before"] == [2.0, 1.0, 0.0]
+  assert report["machine"]["cpu_in_use_before"] == 0.05
+
+
+def test_the_cores_in_use_are_measured_from_proc_stat(monkeypatch):
+  busy = iter([10.0, 11.5])
+  monkeypatch.setattr(machine, "cpu_seconds_busy", lambda: next(busy))
+  clock = iter([0.0, 1.0])
+  monkeypatch.setattr(machine.time, "monotonic", lambda: next(clock))
+  monkeypatch.setattr(machine.time, "sleep", lambda s: None)
+  assert machine.cpu_in_use() == 1.5
 
 
 def test_other_processes_cpu_during_the_run_makes_it_busy(monkeypatch, tmp_path):

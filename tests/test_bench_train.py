@@ -26,12 +26,13 @@ def test_bad_dims_are_a_usage_error_before_any_work(tmp_path, dims):
 
 
 # bench.train's main with each side's timing replaced (no compilation), under a faked
-# load average of 5: the reporting, not the measuring.
+# load of 5 (cores in use and load average): the reporting, not the measuring.
 _FAKE_RUN = """
 import os
 os.getloadavg = lambda: (5.0, 4.0, 3.0)
 from absl import app
-from genret_jax.bench import train
+from genret_jax.bench import machine, train
+machine.cpu_in_use = lambda seconds=1.0: 5.0
 
 def fake_bench_size(size, batches, threads):
   side = lambda ms: {"step_ms": ms, "examples_per_sec": 1e3 / ms, "params": 10}
@@ -58,8 +59,8 @@ def test_a_busy_run_keeps_its_ratios_marked_invalid(tmp_path):
           "load_average_after"} <= set(m) and "jax" in m["versions"]
   assert ("| tiny | 0.00M | 1.0 | 2.0 | 4.0 | 3.0 | 4.00x | 3.00x | 1.50x |"
           in r.stdout), r.stdout
-  assert ("WARNING: load average 5.00 > 1.0: ratios are not results (other jobs were running)"
-          in r.stdout)
+  assert ("WARNING: 5.00 cores in use before the run > 1.0: ratios are not results (other "
+          "jobs were running)" in r.stdout)
 
 
 def test_the_hf_bf16_peer_trains_close_to_fp32():

@@ -12,11 +12,11 @@ more target room put more examples in a packed row, so examples/s rises at the
 same step time. Variants alternate in `--rounds` rounds of `--steps` steps after
 `--warmup` untimed steps (compilation there); the median round is reported, with
 the machine block of genret_jax.bench.machine (CPU, cores, flags, versions, load
-average before and after). The "vs before" column is a ratio: when the 1-minute
-load average before the run, or the CPU other processes used during it, exceeds
+average before and after). The "vs before" column is a ratio: when more cores
+than --max_load were in use just before the run, or other processes used that many during it, exceeds
 --max_load (default 1.0), the JSON says `"busy": true, "ratios_valid": false`
-and the table ends with `WARNING: load average X > 1.0: ratios are not results
-(other jobs were running)`; --strict_load exits non-zero instead.
+and the table ends with `WARNING: X cores in use before the run > 1.0: ratios are
+not results (other jobs were running)` (genret_jax.bench.machine); --strict_load exits non-zero instead.
 """
 
 from __future__ import annotations

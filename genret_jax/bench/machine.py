@@ -10,6 +10,9 @@ Every benchmark's JSON gets a `machine` block (Run.block):
   versions             jax / jaxlib / torch / transformers of the modules imported
                        (plus the packages a bench names, e.g. its workers' jax)
   load_average_before  os.getloadavg() (1, 5, 15 min) when the bench started
+  cpu_in_use_before    cores' worth of CPU time all processes used over the
+                       1 s sample before the bench started (/proc/stat); null
+                       where /proc/stat is missing
   load_average_after   the same when the block was written
   others_cpu           cores' worth of CPU time the *other* processes used while
                        the bench ran: /proc/stat's busy time minus this process's
@@ -21,13 +24,14 @@ Every benchmark's JSON gets a `machine` block (Run.block):
 and the report itself gets `busy` (and, in a bench that reports ratios between
 sides, `ratios_valid` = not busy).
 
-Busy: the 1-minute load average before the run exceeds --max_load, or other
-processes used more than --max_load cores on average during it (others_cpu).
-The load average *after* the run is recorded but does not decide: it counts the
-bench's own threads (a run of a minute on all cores leaves it near the core
-count on an idle machine); it decides only where /proc/stat cannot be read.
-A busy run prints `WARNING: load average X > 1.0: ratios are not results (other
-jobs were running)` (or `timings are not results` in a bench without ratios)
+Busy: more than --max_load cores were in use in the 1 s sample before the run
+(cpu_in_use_before), or other processes used more than --max_load cores on
+average during it (others_cpu). The load averages are recorded but decide only
+where /proc/stat cannot be read: the 1-minute average decays over minutes, so a
+bench run just before this one (or this bench's own threads, after it) would
+mark an idle machine busy.
+A busy run prints `WARNING: N cores in use before the run > 1.0: ratios are not
+results (other jobs were running)` (or `timings are not results` in a bench without ratios)
 under its table; with --strict_load it exits non-zero instead: at the start
 when the machine is already busy (no work done), else after writing its JSON
 (marked busy) without printing the table.
@@ -46,7 +50,7 @@ import time
 from absl import flags
 
 _MAX_LOAD = flags.DEFINE_float(
-    "max_load", 1.0, "Above this 1-minute load average before the run (or this many cores "
+    "max_load", 1.0, "Above this many cores in use just before the run (or this many cores "
     "used by other processes during it) the run is busy: its ratios are not results.")
 _STRICT_LOAD = flags.DEFINE_bool("strict_load", False,
                                  "Exit non-zero instead of reporting a busy run.")
@@ -121,6 +125,16 @@ def cpu_seconds_busy() -> float | None:
   return busy / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_in_use(seconds: float = 1.0) -> float | None:
+  """Cores' worth of CPU time all processes use over a `seconds` sample, or None."""
+  t0, b0 = time.monotonic(), cpu_seconds_busy()
+  if b0 is None:
+    return None
+  time.sleep(seconds)
+  b1 = cpu_seconds_busy()
+  return round((b1 - b0) / (time.monotonic() - t0), 2) if b1 is not None else None
+
+
 def own_cpu_seconds() -> float:
   """CPU seconds of this process and of the children it has waited for."""
   s, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -131,7 +145,7 @@ class Run:
   """One benchmark run: the load when it starts, its machine block and busy verdict.
 
   Args:
-    max_load: the busy threshold (1-minute load average before; cores used by
+    max_load: the busy threshold (cores in use just before; cores used by
       other processes during the run).
     strict: exit non-zero (SystemExit with a message) instead of reporting a
       busy run; checked here first, before any work.
@@ -142,10 +156,21 @@ class Run:
   def __init__(self, max_load: float = 1.0, strict: bool = False, also: tuple[str, ...] = ()):
     self.max_load, self.strict, self.also = max_load, strict, also
     self.before = load_average()
+    self.in_use_before = cpu_in_use()
     self._t0, self._own0, self._all0 = time.monotonic(), own_cpu_seconds(), cpu_seconds_busy()
-    if strict and self.before[0] > max_load:
-      sys.exit(f"load average {self.before[0]:.2f} > {max_load} before the run "
+    if strict and self._busy_at_start():
+      sys.exit(f"{self._start_reason()} > {max_load} before the run "
                "(--strict_load): not running (other jobs are running)")
+
+  def _busy_at_start(self) -> bool:
+    if self.in_use_before is not None:
+      return self.in_use_before > self.max_load
+    return self.before[0] > self.max_load
+
+  def _start_reason(self) -> str:
+    if self.in_use_before is not None:
+      return f"{self.in_use_before:.2f} cores in use before the run"
+    return f"load average {self.before[0]:.2f}"
 
   @classmethod
   def from_flags(cls, also: tuple[str, ...] = ()) -> "Run":
@@ -168,14 +193,15 @@ class Run:
             "memory_gib": memory_gib(), "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions(self.also),
             "load_average_before": self.before, "load_average_after": after,
+            "cpu_in_use_before": self.in_use_before,
             "others_cpu": others, "max_load": self.max_load,
             "busy": bool(self.reasons(after[0], others))}
 
   def reasons(self, load_after: float, others: float | None) -> list[str]:
     """What made the run busy ('load average 3.70', ...); [] when it was not."""
     out = []
-    if self.before[0] > self.max_load:
-      out.append(f"load average {self.before[0]:.2f}")
+    if self._busy_at_start():
+      out.append(self._start_reason())
     if others is not None and others > self.max_load:
       out.append(f"other processes' CPU {others:.2f} cores")
     if others is None and load_after > self.max_load:
