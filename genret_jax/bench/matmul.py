@@ -74,7 +74,8 @@ def bench_size(n: int, repeats: int, rounds: int) -> dict[str, float]:
       for _ in range(repeats):
         fns[side]()
       seconds[side].append((time.perf_counter() - t0) / repeats)
-  return {s: round(2 * n ** 3 / statistics.median(v) / 1e9, 1) for s, v in seconds.items()}
+  # 4 significant digits: a tiny matrix on a busy core must not round to 0 GFLOP/s.
+  return {s: float(f"{2 * n ** 3 / statistics.median(v) / 1e9:.4g}") for s, v in seconds.items()}
 
 
 def main(argv):
