@@ -16,7 +16,8 @@ average before and after). The "vs before" column is a ratio: when more cores
 than --max_load (default 1.0) were in use just before the run, or other processes
 used that many during it, the JSON says `"busy": true, "ratios_valid": false`
 and the table ends with `WARNING: X cores in use before the run > 1.0: ratios are
-not results (other jobs were running)` (genret_jax.bench.machine); --strict_load exits non-zero instead.
+not results (other jobs were running)` (genret_jax.bench.machine); --strict_load
+exits non-zero instead.
 """
 
 from __future__ import annotations
