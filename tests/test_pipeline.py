@@ -100,8 +100,10 @@ def test_report_mode_rewrites_from_caches(default_job):
 
 
 def test_eval_without_training_is_an_error(tmp_path):
+  from genret_jax.pipeline import steps  # pylint: disable=g-import-not-at-top
   overrides = {"baselines": "", "analyses": ""}
-  for mode in ("prepare", "ids"):
-    _cli(tmp_path, "configs/rec.py", mode=mode, **overrides)
+  config = _config("configs/rec.py", **overrides)     # prepared and ids in-process:
+  steps.run_prepare(config, str(tmp_path))             # the CLI's start-up is paid once
+  steps.run_ids(config, str(tmp_path))
   proc, _ = _cli(tmp_path, "configs/rec.py", mode="eval", check=False, **overrides)
   assert proc.returncode == 1 and "error:" in proc.stderr and "no checkpoint" in proc.stderr

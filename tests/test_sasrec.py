@@ -131,6 +131,7 @@ def test_sasrec_beats_popularity_on_movielens(movielens_dir):
   _, y = sequences.eval_examples(events, split, TEST, 50)
   pop = popularity.evaluate(popularity.popularity_scores(events, split, catalog.num_items), y,
                             (10,))
-  # Measured: SASRec 0.0262, popularity 0.0197 (610 test users).
+  # Measured at 4c6f31e: SASRec R@10 .0230 (14 users), popularity .0197 (12) of 610; N@10
+  # .0135 vs .0092. A thin margin on 610 users: a sanity check, not a comparison.
   assert res.test_metrics["recall@10"] > pop["recall@10"]
   assert res.test_metrics["ndcg@10"] > pop["ndcg@10"]
