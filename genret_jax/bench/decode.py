@@ -31,13 +31,8 @@ The JSON's ratios (smallest catalog unless named `_1m`): speedup_vs_hf_trie
 over ours), speedup_bf16_vs_hf_trie_bf16 (hf_trie_bf16 over ours_bf16),
 speedup_vs_python_trie, ... (_SUMMARY_KEYS), with the machine block of
 genret_jax.bench.machine (CPU, cores, AVX-512 / AMX flags, versions, load
-average before and after). Reading a busy run: when more cores than `--max_load`
-(default 1.0) were in use just before the run, or other processes used that many
-during it, the JSON says `"busy": true, "ratios_valid": false` and the
-output ends with `WARNING: X cores in use before the run > 1.0: ratios are not
-results (other jobs were running)` (genret_jax.bench.machine); the ratios are
-still written but are not results.
-`--strict_load` exits non-zero instead.
+average before and after); a busy run (the rule is in genret_jax.bench.machine)
+keeps its ratios but marks them `ratios_valid: false` and prints a WARNING line.
 """
 
 from __future__ import annotations

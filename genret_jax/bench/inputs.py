@@ -12,12 +12,8 @@ more target room put more examples in a packed row, so examples/s rises at the
 same step time. Variants alternate in `--rounds` rounds of `--steps` steps after
 `--warmup` untimed steps (compilation there); the median round is reported, with
 the machine block of genret_jax.bench.machine (CPU, cores, flags, versions, load
-average before and after). The "vs before" column is a ratio: when more cores
-than --max_load (default 1.0) were in use just before the run, or other processes
-used that many during it, the JSON says `"busy": true, "ratios_valid": false`
-and the table ends with `WARNING: X cores in use before the run > 1.0: ratios are
-not results (other jobs were running)` (genret_jax.bench.machine); --strict_load
-exits non-zero instead.
+average before and after). The "vs before" column is a ratio: a busy run (the rule is in
+genret_jax.bench.machine) marks it `ratios_valid: false` and prints a WARNING line.
 """
 
 from __future__ import annotations

@@ -30,14 +30,8 @@ The JSON has, per size, `speedup_vs_hf` (ours over hf, examples/s),
 `speedup_vs_hf_bf16` (ours over hf_bf16) and `speedup_bf16_vs_hf_bf16`
 (ours_bf16 over hf_bf16), each side's results, and the machine block of
 genret_jax.bench.machine (CPU, cores, AVX-512 / AMX flags, versions, load
-average before and after). Reading a busy run: when more cores than `--max_load`
-(default 1.0) were in use just before the run, or other processes used that many
-during it, the JSON says `"busy": true, "ratios_valid": false` and the
-table ends with `WARNING: X cores in use before the run > 1.0: ratios are not
-results (other jobs were running)` (genret_jax.bench.machine); the ratios are
-still written but are not results (the sides alternate, but other jobs do not slow
-every side alike). `--strict_load`
-exits non-zero instead.
+average before and after); a busy run (the rule is in genret_jax.bench.machine)
+keeps its ratios but marks them `ratios_valid: false` and prints a WARNING line.
 """
 
 from __future__ import annotations
