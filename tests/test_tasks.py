@@ -551,7 +551,7 @@ def test_prompt_style_sets_every_template_and_a_prompt_key_overrides_it(style):
   templates = tasks_config.prompt_templates(c.tasks)
   assert templates["search"] == "find {query}"
   assert {k: v for k, v in templates.items() if k != "search"} == {
-      k: v for k, v in tasks_config.PROMPT_STYLES[style].items() if k != "search"}
+      k: kind.prompts[style] for k, kind in kinds.KINDS.items() if k != "search"}
   for kind, template in templates.items():      # every style is a valid template set
     assert kinds.KINDS[kind].required_fields <= set(formatting.template_fields(template))
 

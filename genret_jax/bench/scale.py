@@ -306,9 +306,9 @@ def search_test_queries(limit: int) -> tuple[list[str], np.ndarray]:
 
 def encode_search_inputs(vocab, queries: list[str], length: int) -> np.ndarray:
   """int32[Q, length]: the full search prompt, tokenized, EOS-terminated, 0-padded."""
-  from genret_jax.tasks import config as tasks_config  # pylint: disable=g-import-not-at-top
+  from genret_jax.tasks.kinds import KINDS  # pylint: disable=g-import-not-at-top
   from genret_jax.tasks.vocab import EOS_ID  # pylint: disable=g-import-not-at-top
-  template = tasks_config.PROMPT_STYLES["full"]["search"]
+  template = KINDS["search"].prompts["full"]
   out = np.zeros((len(queries), length), np.int32)
   for i, q in enumerate(queries):
     ids = list(vocab.encode(template.replace("{query}", q)))[:length - 1] + [EOS_ID]

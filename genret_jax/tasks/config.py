@@ -6,7 +6,7 @@ The task kinds, their prompts and their per-kind keys (`tasks.prompts.<kind>`,
 
 import ml_collections
 
-from genret_jax.tasks.kinds import KINDS, PROMPT_STYLES, STYLES  # PROMPT_STYLES: re-exported
+from genret_jax.tasks.kinds import KINDS, STYLES
 
 MIXTURES = ("rec_only", "search_only", "joint", "gensar")
 

@@ -20,7 +20,7 @@ the public token helpers of `genret_jax.tasks.formatting.Formatter`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 from genret_jax.data.schema import REC, SEARCH
 
@@ -166,31 +166,6 @@ KINDS: dict[str, TaskKind] = {k.name: k for k in (
           full="Given the item {item}, please provide its description.",
           short="describe: {item}", none="{item}", both_tables=True),
 )}
-
-
-class _Derived(Mapping):
-  """A read-only mapping computed from KINDS on every access, so it never goes stale
-  (a kind added to KINDS, e.g. by a test's monkeypatch.setitem, shows at once)."""
-
-  def __init__(self, build: Callable[[], dict]):
-    self._build = build
-
-  def __getitem__(self, key):
-    return self._build()[key]
-
-  def __iter__(self) -> Iterator:
-    return iter(self._build())
-
-  def __len__(self) -> int:
-    return len(self._build())
-
-  def __repr__(self) -> str:
-    return repr(self._build())
-
-
-# style -> {kind: template}.
-PROMPT_STYLES: Mapping[str, dict[str, str]] = _Derived(
-    lambda: {s: {n: k.prompts[s] for n, k in KINDS.items()} for s in STYLES})
 
 
 def task_tables(two_tables: bool) -> dict[str, tuple[str, str | None]]:

@@ -29,7 +29,7 @@ from genret_jax.errors import ConfigError
 from genret_jax.ids.types import ItemIdentifiers
 from genret_jax.tasks import config as tasks_config
 from genret_jax.tasks import formatting
-from genret_jax.tasks.kinds import KINDS, task_tables
+from genret_jax.tasks.kinds import KINDS, STYLES, task_tables
 from genret_jax.tasks.vocab import GenRetVocabulary
 
 # mixture -> its task kinds (of kinds.KINDS; a `both_tables` kind brings its `_rec`
@@ -67,9 +67,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in ("max_input_length", "max_target_length"):
     if int(t[key]) < 2:
       raise ConfigError(f"tasks.{key}", f"must be >= 2, got {t[key]}")
-  if t.prompt_style not in tasks_config.PROMPT_STYLES:
+  if t.prompt_style not in STYLES:
     raise ConfigError("tasks.prompt_style", f"{t.prompt_style!r} is not one of "
-                      f"{tuple(tasks_config.PROMPT_STYLES)}")
+                      f"{STYLES}")
   templates = tasks_config.prompt_templates(t)
   for kind, spec in KINDS.items():
     template = templates[kind]
