@@ -8,8 +8,11 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
+from absl.testing import flagsaver
 
-from genret_jax.bench import peers
+from genret_jax.bench import isolate, peers
+from genret_jax.bench import train
 from genret_jax.model import network
 from tests.conftest import REPO
 
@@ -78,3 +81,40 @@ def test_the_hf_bf16_peer_trains_close_to_fp32():
   assert len(bf16.losses) == 2 and np.isfinite(bf16.losses).all()
   np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.03)
   assert bf16.losses != fp32.losses       # autocast did run in bfloat16
+
+
+class FakeSide:
+  """A bench side that 'trains' in a set time: (1 + 3 * is_hf + is_bf16) ms a step,
+  and records the process it lives in."""
+
+  def __init__(self, size, *args, **kwargs):
+    hf = args[:1] == (False,) or args[:1] == (True,)
+    bf16 = (args[0] if hf else kwargs.get("dtype") is not None)
+    self.ms, self.pid, self.num_params = 1 + 3 * hf + bf16, os.getpid(), len(size)
+    self.losses = [2.0, 1.0]
+
+  def run(self, batches):
+    return len(batches) * self.ms / 1e3
+
+
+def test_bench_size_builds_each_side_in_its_own_process(monkeypatch):
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  pids = []
+  real = isolate.Isolated
+
+  class Recording(real):
+    def __init__(self, *args, **kwargs):
+      super().__init__(*args, **kwargs)
+      pids.append(self.get("pid"))
+
+  monkeypatch.setattr(train, "Ours", FakeSide)
+  monkeypatch.setattr(train, "hf_side", FakeSide)
+  monkeypatch.setattr(isolate, "Isolated", Recording)
+  monkeypatch.setattr(sys, "argv", ["bench"])
+  with flagsaver.flagsaver(warmup=1, steps=2, rounds=2):
+    out = train.bench_size("tiny", train.random_batches(3), threads=1)
+  assert {k: round(v["step_ms"], 6) for k, v in out.items()} == {
+      "ours": 1.0, "ours_bf16": 2.0, "hf": 4.0, "hf_bf16": 5.0}
+  assert out["hf"]["first_loss"] == 2.0 and out["ours"]["params"] == 4
+  assert len(set(pids)) == 4 and os.getpid() not in pids

@@ -519,3 +519,42 @@ def test_bad_dimension_keys_name_the_key(tmp_path):
   block.hf_checkpoint, block.emb_dim = str(tmp_path), 64
   with pytest.raises(ConfigError, match="config.model.emb_dim: is 64 but model.hf_checkpoint"):
     builder.load_pretrained(block, VOCAB)
+
+
+@pytest.mark.parametrize("spec, lhs_shape, rhs_shape", [
+    ("abc,cd->abd", (4, 5, 8), (8, 6)),             # DenseGeneral, axis=-1
+    ("abcd,cde->abe", (2, 3, 4, 5), (4, 5, 6)),      # DenseGeneral, axis=(-2, -1)
+    ("bhqd,bhkd->bhqk", (2, 3, 5, 4), (2, 3, 7, 4)),  # attention logits
+    ("bhqk,bhkd->bhqd", (2, 3, 5, 7), (2, 3, 7, 4)),  # attention values
+])
+def test_bfloat16_einsum_accumulates_in_float32_forward_and_backward(spec, lhs_shape, rhs_shape):
+  """layers.einsum in bf16 equals the f32 einsum of the bf16 values (rounded once to bf16),
+  and so do its gradients; every dot it lowers to, forward and backward, is bf16 x bf16 ->
+  f32 (the form XLA:CPU runs at ~2x f32 on AVX512-BF16; JAX's own transpose would give
+  f32 x bf16)."""
+  rng = np.random.default_rng(0)
+  lhs = jnp.asarray(rng.standard_normal(lhs_shape), jnp.bfloat16)
+  rhs = jnp.asarray(rng.standard_normal(rhs_shape), jnp.bfloat16)
+  ct = jnp.asarray(rng.standard_normal(jnp.einsum(spec, lhs, rhs).shape), jnp.bfloat16)
+  out, vjp = jax.vjp(lambda a, b: layers.einsum(spec, a, b), lhs, rhs)
+  ref_out, ref_vjp = jax.vjp(lambda a, b: jnp.einsum(spec, a, b), lhs.astype(jnp.float32),
+                             rhs.astype(jnp.float32))
+  grads, ref_grads = vjp(ct), ref_vjp(ct.astype(jnp.float32))
+  for got, want in [(out, ref_out), *zip(grads, ref_grads)]:
+    assert got.dtype == jnp.bfloat16
+    want = np.asarray(want, np.float32)
+    # One bf16 rounding of an f32 sum (summation order may differ): within 2^-8 relative.
+    np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=2 ** -8,
+                               atol=1e-6 * np.abs(want).max())
+  hlo = jax.jit(lambda a, b, c: jax.vjp(lambda x, y: layers.einsum(spec, x, y), a, b)[1](c)
+                ).lower(lhs, rhs, ct).as_text()
+  hlo += jax.jit(lambda a, b: layers.einsum(spec, a, b)).lower(lhs, rhs).as_text()
+  dots = [l for l in hlo.splitlines() if "dot_general" in l]
+  assert len(dots) == 3
+  for dot in dots:
+    operands, result = dot.rsplit("->", 1)
+    assert operands.count("xbf16>") == 2 and result.strip().endswith("xf32>"), dot
+  # float32 stays the plain einsum.
+  f32 = [l for l in jax.jit(lambda a, b: layers.einsum(spec, a, b)).lower(
+      lhs.astype(jnp.float32), rhs.astype(jnp.float32)).as_text().splitlines() if "dot_general" in l]
+  assert len(f32) == 1 and "bf16" not in f32[0]

@@ -19,11 +19,13 @@ changes, alone and together (a second table):
   xla_default   XLA's default YNNPACK fusions (no partitioning.compiler_options)
   dropout_32bit 32 random bits per attention-dropout draw (jax.random.bernoulli)
   before        both
-All are timed the same way, alternating in `--rounds` rounds of `--steps`
+Each side runs in its own process (genret_jax.bench.isolate: JAX and torch in
+one process slow each other down), built there from this command line. All are
+timed the same way, alternating in `--rounds` rounds of `--steps`
 steps after `--warmup` untimed steps (compilation included there), and the
 median round is reported, so background load hits all alike. Threads: torch
 gets torch.set_num_threads(--threads) (default: the cores this process may
-use, os.sched_getaffinity) and one inter-op thread; XLA's CPU backend uses
+use, os.sched_getaffinity) and its default inter-op threads; XLA's CPU backend uses
 one intra-op pool over all cores by default.
 
 The JSON has, per size, `speedup_vs_hf` (ours over hf, examples/s),
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
 
 from absl import app, flags
@@ -46,7 +49,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from genret_jax.bench import machine, peers
+from genret_jax.bench import isolate, machine, peers
 from genret_jax.model import config as model_config
 from genret_jax.model import network, partitioning
 from genret_jax.train import config as train_config
@@ -116,6 +119,21 @@ def parse_dims(items: list[str]) -> dict[str, int]:
   return out
 
 
+def t5_config(size: str, dropout_bits: int = 16, dtype=jnp.float32) -> network.T5Config:
+  """The benchmarked network: `size` with the --dims overrides, dropout 0.1."""
+  return network.t5_config(size, _VOCAB.value, dropout_rate=0.1,
+                           attention_dropout_bits=dropout_bits, dtype=dtype,
+                           **parse_dims(_DIMS.value))
+
+
+def hf_side(size: str, bf16: bool, threads: int) -> peers.HFTrain:
+  """The Hugging Face peer of `size` on `threads` torch threads."""
+  # torch is optional (the `test` extra).
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  return peers.HFTrain(t5_config(size), bf16=bf16)
+
+
 class Ours:
   """Our train step on a 1x1 mesh over the first device.
 
@@ -126,9 +144,7 @@ class Ours:
 
   def __init__(self, size: str, compiler_options: dict[str, str] | None = None,
                dropout_bits: int = 16, dtype=jnp.float32):
-    self.t5 = network.t5_config(size, _VOCAB.value, dropout_rate=0.1,
-                                attention_dropout_bits=dropout_bits, dtype=dtype,
-                                **parse_dims(_DIMS.value))
+    self.t5 = t5_config(size, dropout_bits, dtype)
     model = network.Transformer(self.t5)
     cfg = _train_config()
     mesh = partitioning.make_mesh(ml_collections.ConfigDict({"data": 1, "model": 1}),
@@ -158,37 +174,40 @@ class Ours:
 
 
 def bench_size(size: str, batches, threads: int) -> dict:
-  ours = Ours(size)
-  runners = {"ours": ours}
+  """{side: timings} for one size, each side in its own process (bench.isolate)."""
+  sides = {"ours": (Ours, (size,), {})}
   if not _SKIP_OURS_BF16.value:
-    runners["ours_bf16"] = Ours(size, dtype=jnp.bfloat16)
+    sides["ours_bf16"] = (Ours, (size,), {"dtype": jnp.bfloat16})
   if _CPU_VARIANTS.value:
-    runners.update({name: Ours(size, *v) for name, v in VARIANTS.items()})
-  if not (_SKIP_HF.value and _SKIP_HF_BF16.value):
-    # torch is optional (the `test` extra).
-    import torch  # pylint: disable=g-import-not-at-top
-    torch.set_num_threads(threads)
+    sides.update({name: (Ours, (size, *v), {}) for name, v in VARIANTS.items()})
   if not _SKIP_HF.value:
-    runners["hf"] = peers.HFTrain(ours.t5)
+    sides["hf"] = (hf_side, (size, False, threads), {})
   if not _SKIP_HF_BF16.value:
-    runners["hf_bf16"] = peers.HFTrain(ours.t5, bf16=True)
+    sides["hf_bf16"] = (hf_side, (size, True, threads), {})
   warm, timed = batches[:_WARMUP.value], batches[_WARMUP.value:]
-  seconds = {name: [] for name in runners}
-  compile_s = {}
-  for name, runner in runners.items():
-    compile_s[name] = runner.run(warm)
-  for _ in range(_ROUNDS.value):
+  runners = {}
+  try:
+    for name, (factory, args, kwargs) in sides.items():
+      runners[name] = isolate.Isolated(factory, *args, argv=sys.argv, **kwargs)
+    seconds = {name: [] for name in runners}
+    compile_s = {name: runner.call("run", warm) for name, runner in runners.items()}
+    for _ in range(_ROUNDS.value):
+      for name, runner in runners.items():
+        seconds[name].append(runner.call("run", timed))
+    per_step_tokens = _BATCH.value * (_INPUT_LEN.value + _TARGET_LEN.value)
+    out = {}
     for name, runner in runners.items():
-      seconds[name].append(runner.run(timed))
-  per_step_tokens = _BATCH.value * (_INPUT_LEN.value + _TARGET_LEN.value)
-  out = {}
-  for name, runner in runners.items():
-    step_s = statistics.median(seconds[name]) / len(timed)
-    out[name] = {"step_ms": 1e3 * step_s, "examples_per_sec": _BATCH.value / step_s,
-                 "tokens_per_sec": per_step_tokens / step_s, "params": int(runner.num_params),
-                 "round_seconds": seconds[name], "warmup_seconds": compile_s[name]}
-    if isinstance(runner, peers.HFTrain):
-      out[name]["first_loss"], out[name]["last_loss"] = runner.losses[0], runner.losses[-1]
+      step_s = statistics.median(seconds[name]) / len(timed)
+      out[name] = {"step_ms": 1e3 * step_s, "examples_per_sec": _BATCH.value / step_s,
+                   "tokens_per_sec": per_step_tokens / step_s,
+                   "params": int(runner.get("num_params")),
+                   "round_seconds": seconds[name], "warmup_seconds": compile_s[name]}
+      if name.startswith("hf"):
+        losses = runner.get("losses")
+        out[name]["first_loss"], out[name]["last_loss"] = losses[0], losses[-1]
+  finally:
+    for runner in runners.values():
+      runner.close()
   return out
 
 

@@ -115,7 +115,7 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
   `dropout_bits` random bits per weight: 16 (dropout_keep_mask) or 32
   (jax.random.bernoulli, as Flax and T5X).
   """
-  logits = jnp.einsum("bhqd,bhkd->bhqk", query, key).astype(jnp.float32)
+  logits = layers.einsum("bhqd,bhkd->bhqk", query, key).astype(jnp.float32)
   if bias is not None:
     logits = logits + bias.astype(jnp.float32)
   weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
@@ -125,7 +125,7 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
     else:
       keep = dropout_keep_mask(dropout_rng, dropout_rate, weights.shape)
     weights = weights * keep.astype(dtype) / jnp.asarray(1.0 - dropout_rate, dtype)
-  return jnp.einsum("bhqk,bhkd->bhqd", weights, value.astype(dtype))
+  return layers.einsum("bhqk,bhkd->bhqd", weights, value.astype(dtype))
 
 
 def mask_to_bias(mask: Array | None, dtype: jnp.dtype = jnp.float32) -> Array | None:

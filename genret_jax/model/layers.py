@@ -8,6 +8,8 @@ Parameters are float32; computations run in the module's `dtype`.
 
 from __future__ import annotations
 
+import functools
+import string
 from typing import Callable, Sequence
 
 import jax
@@ -22,6 +24,45 @@ Initializer = Callable[..., Array]
 # T5X defaults: fan-in scaled normal kernels, unit-normal embeddings.
 default_kernel_init = nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
 default_embed_init = nn.initializers.normal(stddev=1.0)
+
+
+def einsum(spec: str, lhs: Array, rhs: Array) -> Array:
+  """`jnp.einsum(spec, lhs, rhs)` for the model's matmuls, result in `lhs.dtype`.
+
+  float32: plain einsum. bfloat16: the products accumulate in float32
+  (`preferred_element_type`) and the result is cast back, forward and backward
+  (a custom VJP). On CPUs with AVX512-BF16 XLA:CPU runs bf16 x bf16 -> f32 dots at
+  ~2x its f32 rate, but bf16 x bf16 -> bf16 at ~0.5x, and JAX's own transpose of
+  an f32-accumulating dot would make the two backward products f32 x bf16 (f32
+  speed); `python -m genret_jax.bench.matmul` measures all three. Every index
+  of each operand must appear in the other operand or the output (true of the
+  dense layers and attention), so the gradients are einsums of the same kind.
+  """
+  if lhs.dtype == jnp.float32 and rhs.dtype == jnp.float32:
+    return jnp.einsum(spec, lhs, rhs)
+  return _einsum_f32_accumulate(spec, lhs, rhs)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _einsum_f32_accumulate(spec: str, lhs: Array, rhs: Array) -> Array:
+  return jnp.einsum(spec, lhs, rhs, preferred_element_type=jnp.float32).astype(lhs.dtype)
+
+
+def _einsum_fwd(spec: str, lhs: Array, rhs: Array):
+  return _einsum_f32_accumulate(spec, lhs, rhs), (lhs, rhs)
+
+
+def _einsum_bwd(spec: str, residuals: tuple[Array, Array], ct: Array):
+  lhs, rhs = residuals
+  inputs, out = spec.split("->")
+  a, b = inputs.split(",")
+  ct = ct.astype(lhs.dtype)
+  d_lhs = jnp.einsum(f"{out},{b}->{a}", ct, rhs, preferred_element_type=jnp.float32)
+  d_rhs = jnp.einsum(f"{a},{out}->{b}", lhs, ct, preferred_element_type=jnp.float32)
+  return d_lhs.astype(lhs.dtype), d_rhs.astype(rhs.dtype)
+
+
+_einsum_f32_accumulate.defvjp(_einsum_fwd, _einsum_bwd)
 
 
 def _canonicalize_tuple(x: int | Sequence[int]) -> tuple[int, ...]:
@@ -51,8 +92,16 @@ class DenseGeneral(nn.Module):
                         kernel_shape, jnp.float32)
     kernel = jnp.asarray(kernel, self.dtype)
     inputs = jnp.asarray(inputs, self.dtype)
-    contract = (axis, tuple(range(len(axis))))
-    return jax.lax.dot_general(inputs, kernel, (contract, ((), ())))
+    if self.dtype == jnp.float32:
+      contract = (axis, tuple(range(len(axis))))
+      return jax.lax.dot_general(inputs, kernel, (contract, ((), ())))
+    if axis != tuple(range(inputs.ndim - len(axis), inputs.ndim)):
+      raise ValueError(f"DenseGeneral in {self.dtype} contracts trailing axes only, got {self.axis}")
+    letters = iter(string.ascii_letters)
+    kept = "".join(next(letters) for _ in range(inputs.ndim - len(axis)))
+    contracted = "".join(next(letters) for _ in axis)
+    feats = "".join(next(letters) for _ in features)
+    return einsum(f"{kept}{contracted},{contracted}{feats}->{kept}{feats}", inputs, kernel)
 
 
 class Embed(nn.Module):
@@ -80,7 +129,11 @@ class Embed(nn.Module):
   def attend(self, query: Array) -> Array:
     """dtype[..., features]  ->  dtype[..., num_embeddings]."""
     query = jnp.asarray(query, self.dtype)
-    return jnp.dot(query, jnp.asarray(self.embedding, self.dtype).T)
+    embedding = jnp.asarray(self.embedding, self.dtype)
+    if self.dtype == jnp.float32:
+      return jnp.dot(query, embedding.T)
+    kept = string.ascii_lowercase[:query.ndim - 1]
+    return einsum(f"{kept}y,zy->{kept}z", query, embedding)
 
 
 class LayerNorm(nn.Module):
