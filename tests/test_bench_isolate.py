@@ -3,9 +3,13 @@
 import os
 
 import pytest
+from absl import flags
 
 from genret_jax.bench import isolate
-from genret_jax.bench import train as bench_train
+
+# A flag of this module only (a bench module's flags, imported here, would clash with
+# another bench module imported in-process by a test on the same worker).
+_VALUE = flags.DEFINE_integer("isolate_test_value", 0, "Read by _flag_value in the child.")
 
 
 class Counter:
@@ -27,8 +31,8 @@ class _Unbuildable:
     raise KeyError("no such side")
 
 
-def _vocab_flag() -> Counter:
-  return Counter(bench_train._VOCAB.value)  # pylint: disable=protected-access
+def _flag_value() -> Counter:
+  return Counter(_VALUE.value)
 
 
 def test_calls_run_in_another_process_and_keep_state():
@@ -42,7 +46,7 @@ def test_calls_run_in_another_process_and_keep_state():
 
 
 def test_the_child_parses_the_command_line_it_is_given():
-  side = isolate.Isolated(_vocab_flag, argv=["bench", "--vocab_size=512"])
+  side = isolate.Isolated(_flag_value, argv=["bench", "--isolate_test_value=512"])
   try:
     assert side.get("total") == 512
   finally:

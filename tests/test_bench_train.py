@@ -8,11 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
-from genret_jax.bench import isolate, peers
-from genret_jax.bench import train
+from genret_jax.bench import peers
 from genret_jax.model import network
 from tests.conftest import REPO
 
@@ -97,24 +94,39 @@ class FakeSide:
     return len(batches) * self.ms / 1e3
 
 
-def test_bench_size_builds_each_side_in_its_own_process(monkeypatch):
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  pids = []
-  real = isolate.Isolated
+# bench.train's bench_size with FakeSide as every side, in a subprocess (importing
+# bench.train here would define its flags twice beside bench.scale's in one worker).
+_ISOLATED_RUN = """
+import json, os
+from absl import app
+from genret_jax.bench import isolate, train
+from tests.test_bench_train import FakeSide
+pids = []
 
-  class Recording(real):
-    def __init__(self, *args, **kwargs):
-      super().__init__(*args, **kwargs)
-      pids.append(self.get("pid"))
+class Recording(isolate.Isolated):
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    pids.append(self.get("pid"))
 
-  monkeypatch.setattr(train, "Ours", FakeSide)
-  monkeypatch.setattr(train, "hf_side", FakeSide)
-  monkeypatch.setattr(isolate, "Isolated", Recording)
-  monkeypatch.setattr(sys, "argv", ["bench"])
-  with flagsaver.flagsaver(warmup=1, steps=2, rounds=2):
-    out = train.bench_size("tiny", train.random_batches(3), threads=1)
+train.Ours = train.hf_side = FakeSide
+isolate.Isolated = Recording
+
+def main(argv):
+  out = train.bench_size("tiny", train.random_batches(3), threads=1)
+  print(json.dumps({"out": out, "pids": pids, "parent": os.getpid()}))
+
+app.run(main)
+"""
+
+
+def test_bench_size_builds_each_side_in_its_own_process():
+  r = subprocess.run([sys.executable, "-c", _ISOLATED_RUN, "--warmup=1", "--steps=2",
+                      "--rounds=2"], cwd=REPO, capture_output=True, text=True,
+                     env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.loads(r.stdout.strip().splitlines()[-1])
+  out = res["out"]
   assert {k: round(v["step_ms"], 6) for k, v in out.items()} == {
       "ours": 1.0, "ours_bf16": 2.0, "hf": 4.0, "hf_bf16": 5.0}
   assert out["hf"]["first_loss"] == 2.0 and out["ours"]["params"] == 4
-  assert len(set(pids)) == 4 and os.getpid() not in pids
+  assert len(set(res["pids"])) == 4 and res["parent"] not in res["pids"]
