@@ -85,8 +85,8 @@ class FakeSide:
   and records the process it lives in."""
 
   def __init__(self, size, *args, **kwargs):
-    hf = args[:1] == (False,) or args[:1] == (True,)
-    bf16 = (args[0] if hf else kwargs.get("dtype") is not None)
+    hf = bool(args) and isinstance(args[0], bool)      # hf_side(size, bf16, threads)
+    bf16 = args[0] if hf else "dtype" in kwargs          # Ours(size, dtype=bfloat16)
     self.ms, self.pid, self.num_params = 1 + 3 * hf + bf16, os.getpid(), len(size)
     self.losses = [2.0, 1.0]
 
