@@ -131,8 +131,8 @@ class _Tiny:
     model = self.model
     self.forward = jax.jit(lambda p, e, d, t: model.apply(
         {"params": p}, e, d, t, enable_dropout=False))
-    self.packed = jax.jit(lambda p, e, d, t, es, ds, ep, dp: model.apply(
-        {"params": p}, e, d, t, es, ds, ep, dp, enable_dropout=False))
+    self.packed = jax.jit(lambda p, e, d, t, es, ds: model.apply(
+        {"params": p}, e, d, t, es, ds, enable_dropout=False))
     self.encode = jax.jit(lambda p, e: model.apply({"params": p}, e, enable_dropout=False,
                                                    method=model.encode))
 
@@ -159,11 +159,8 @@ def test_encoder_padding_is_masked(tiny):
   other[0, 6:] = 77
   other[1, 3:] = 55
   seg = (enc > 0).astype(np.int32)
-  pos = np.broadcast_to(np.arange(S, dtype=np.int32), (B, S))
-  dpos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
   dseg = np.ones((B, T), np.int32)
-  masked_by_segment = np.asarray(tiny.packed(tiny.params, other, dec_in, targets, seg, dseg,
-                                             pos, dpos))
+  masked_by_segment = np.asarray(tiny.packed(tiny.params, other, dec_in, targets, seg, dseg))
   np.testing.assert_allclose(masked_by_segment, base, atol=1e-4, rtol=1e-4)
   assert np.abs(tiny(other, dec_in, targets) - base).max() > 1e-3  # the tokens do matter
   np.testing.assert_array_equal(np.isfinite(encoded), True)
@@ -201,34 +198,53 @@ def test_decoder_is_causal_and_padding_is_masked(tiny):
   np.testing.assert_allclose(out[:, :4], ref[:, :4], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("with_positions", [False, True])
-def test_packing_equals_separate_sequences(tiny, with_positions):
+def test_packing_equals_separate_sequences_in_logits_and_gradients(tiny):
+  """Two examples packed in one row (segment ids only: the relative bias is
+  computed from row offsets, which equal in-segment offsets wherever the
+  segment mask lets attend) give the logits and the parameter gradient of the
+  same examples in separate rows."""
   rng = np.random.default_rng(4)
   a = _batch(rng, batch=1, enc_len=5, dec_len=3)
   b = _batch(rng, batch=1, enc_len=4, dec_len=4)
   pad = lambda x, n: np.pad(x, ((0, 0), (0, n - x.shape[1])))  # noqa: E731
   # Reference: a and b as two separate (padded) rows of one batch.
-  separate = tiny(np.concatenate([pad(a[0], S), pad(b[0], S)]),
-                  np.concatenate([pad(a[1], T), pad(b[1], T)]),
-                  np.concatenate([pad(a[2], T), pad(b[2], T)]))
-  # Packed: a then b in row 0; row 1 is b alone.
+  sep = [np.concatenate([pad(a[i], n), pad(b[i], n)]) for i, n in ((0, S), (1, T), (2, T))]
+  separate = tiny(*sep)
+  # Packed: a then b in row 0 (b starts at encoder offset 5, decoder offset 3);
+  # row 1 is b alone.
   enc = np.concatenate([pad(np.concatenate([a[0], b[0]], 1), S), pad(b[0], S)])
   dec_in = np.concatenate([np.concatenate([a[1], b[1]], 1), pad(b[1], T)])
   targets = np.concatenate([np.concatenate([a[2], b[2]], 1), pad(b[2], T)])
   enc_seg = np.array([[1] * 5 + [2] * 4 + [0], [1] * 4 + [0] * 6], np.int32)
   dec_seg = np.array([[1] * 3 + [2] * 4, [1] * 4 + [0] * 3], np.int32)
-  if with_positions:
-    enc_pos = np.array([list(range(5)) + list(range(4)) + [0], list(range(4)) + [0] * 6],
-                       np.int32)
-    dec_pos = np.array([list(range(3)) + list(range(4)), list(range(4)) + [0] * 3], np.int32)
-  else:  # relative positions are shift-invariant: running positions give the same result
-    enc_pos = np.broadcast_to(np.arange(S, dtype=np.int32), (B, S))
-    dec_pos = np.broadcast_to(np.arange(T, dtype=np.int32), (B, T))
-  packed = np.asarray(tiny.packed(tiny.params, enc, dec_in, targets, enc_seg, dec_seg, enc_pos,
-                                  dec_pos))
+  packed = np.asarray(tiny.packed(tiny.params, enc, dec_in, targets, enc_seg, dec_seg))
   np.testing.assert_allclose(packed[0, :3], separate[0, :3], atol=1e-4, rtol=1e-4)
   np.testing.assert_allclose(packed[0, 3:7], separate[1, :4], atol=1e-4, rtol=1e-4)
   np.testing.assert_allclose(packed[1, :4], separate[1, :4], atol=1e-4, rtol=1e-4)
+
+  # The same loss (a's targets once, b's twice) has the same gradient, the
+  # relative-bias tables included.
+  model = tiny.model
+
+  def nll(logits, tgt, weight):
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.take_along_axis(logp, tgt[..., None], -1)[..., 0] * weight)
+
+  def packed_loss(p):
+    logits = model.apply({"params": p}, enc, dec_in, targets, enc_seg, dec_seg,
+                         enable_dropout=False)
+    return nll(logits, targets, (targets > 0).astype(jnp.float32))
+
+  def separate_loss(p):
+    logits = model.apply({"params": p}, *sep, enable_dropout=False)
+    return nll(logits, sep[2], np.array([[1.0] * T, [2.0] * T]) * (sep[2] > 0))
+
+  grads = [jax.grad(f)(tiny.params) for f in (packed_loss, separate_loss)]
+  flat = [dict(jax.tree_util.tree_leaves_with_path(g)) for g in grads]
+  assert any("relpos_bias" in jax.tree_util.keystr(k) for k in flat[0])
+  for path, g in flat[0].items():
+    np.testing.assert_allclose(g, flat[1][path], atol=1e-4, rtol=5e-4,
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_cached_decoding_equals_teacher_forcing(tiny):
@@ -527,7 +543,7 @@ def test_bad_dimension_keys_name_the_key(tmp_path):
     ("bhqd,bhkd->bhqk", (2, 3, 5, 4), (2, 3, 7, 4)),  # attention logits
     ("bhqk,bhkd->bhqd", (2, 3, 5, 7), (2, 3, 7, 4)),  # attention values
 ])
-def test_bfloat16_einsum_accumulates_in_float32_forward_and_backward(spec, lhs_shape, rhs_shape):
+def test_einsum_accumulates_in_float32_forward_and_backward(spec, lhs_shape, rhs_shape):
   """layers.einsum in bf16 equals the f32 einsum of the bf16 values (rounded once to bf16),
   and so do its gradients; every dot it lowers to, forward and backward, is bf16 x bf16 ->
   f32 (the form XLA:CPU runs at ~2x f32 on AVX512-BF16; JAX's own transpose would give
@@ -554,7 +570,12 @@ def test_bfloat16_einsum_accumulates_in_float32_forward_and_backward(spec, lhs_s
   for dot in dots:
     operands, result = dot.rsplit("->", 1)
     assert operands.count("xbf16>") == 2 and result.strip().endswith("xf32>"), dot
-  # float32 stays the plain einsum.
-  f32 = [l for l in jax.jit(lambda a, b: layers.einsum(spec, a, b)).lower(
-      lhs.astype(jnp.float32), rhs.astype(jnp.float32)).as_text().splitlines() if "dot_general" in l]
-  assert len(f32) == 1 and "bf16" not in f32[0]
+  # float32: the same custom VJP, all f32, values and gradients of jnp.einsum.
+  f32_args = (lhs.astype(jnp.float32), rhs.astype(jnp.float32))
+  out, vjp = jax.vjp(lambda a, b: layers.einsum(spec, a, b), *f32_args)
+  for got, want in [(out, ref_out), *zip(vjp(ct.astype(jnp.float32)), ref_grads)]:
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+  hlo = jax.jit(lambda a, b, c: jax.vjp(lambda x, y: layers.einsum(spec, x, y), a, b)[1](c)
+                ).lower(*f32_args, ct.astype(jnp.float32)).as_text()
+  assert "bf16" not in hlo and hlo.count("dot_general") == 2

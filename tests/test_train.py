@@ -40,6 +40,17 @@ def test_cross_entropy_sums_match_numpy():
   assert float(sums.correct) == correct.sum()
 
 
+def test_argmax_last_is_jnp_argmax_ties_included():
+  rng = np.random.default_rng(1)
+  logits = rng.normal(size=(3, 4, 7)).astype(np.float32)
+  logits[0, 0, [2, 5]] = 9.0            # a tie: the first maximum wins
+  logits[1, 2, :] = 0.0                 # all equal: index 0
+  logits[2, 3, 6] = np.inf
+  got = np.asarray(losses.argmax_last(jnp.asarray(logits)))
+  np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(logits), -1)))
+  assert got[0, 0] == 2 and got[1, 2] == 0 and got[2, 3] == 6
+
+
 def test_label_smoothing_is_zero_at_the_smoothed_target():
   vocab, smoothing = 6, 0.1
   q = np.full((1, 1, vocab), smoothing / (vocab - 1), np.float32)

@@ -21,6 +21,19 @@ class LossSums(NamedTuple):
   correct: jax.Array         # sum_t w_t * [argmax == y_t]
 
 
+def argmax_last(logits: jax.Array) -> jax.Array:
+  """jnp.argmax(logits, -1) (the first maximum), as two plain reductions.
+
+  XLA:CPU runs argmax as one (value, index) reduction that does not
+  vectorise: over [64, 16, 2432] logits it was ~4% of a tiny-T5 train step;
+  a max and a min over the indices of the maximum are several times faster.
+  float [..., V] -> int32 [...].
+  """
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  index = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+  return jnp.min(jnp.where(logits == top, index, logits.shape[-1]), axis=-1)
+
+
 def cross_entropy_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array, *,
                        z_loss: float = 0.0, label_smoothing: float = 0.0) -> LossSums:
   """Weighted token cross-entropy of `logits` against `targets`.
@@ -50,7 +63,7 @@ def cross_entropy_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array
     normalizer = -(confidence * jnp.log(confidence)
                    + (vocab - 1) * low * jnp.log(low + 1e-20))
     nll = smooth_nll - normalizer
-  correct = (jnp.argmax(logits, axis=-1) == targets).astype(jnp.float32)
+  correct = (argmax_last(logits) == targets).astype(jnp.float32)
   return LossSums(
       cross_entropy=jnp.sum(nll * weights),
       z_loss=jnp.sum(z_loss * jnp.square(log_z) * weights),

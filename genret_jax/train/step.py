@@ -24,8 +24,9 @@ from genret_jax.train.state import TrainState
 Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
-_OPTIONAL_FEATURES = ("encoder_segment_ids", "decoder_segment_ids", "encoder_positions",
-                      "decoder_positions")
+# Packing's encoder/decoder_positions are not needed: the network's relative
+# bias depends only on offsets within a segment (model/network.py).
+_OPTIONAL_FEATURES = ("encoder_segment_ids", "decoder_segment_ids")
 
 
 def _logits(model: nn.Module, params: Any, batch: Batch, dropout_rng: jax.Array | None
@@ -137,7 +138,7 @@ def make_eval_step(model: nn.Module) -> Callable[[Any, Batch], Metrics]:
     weights = batch["decoder_loss_weights"].astype(jnp.float32)
     sums = losses.cross_entropy_sums(logits, targets, weights)
     has_target = jnp.sum(weights, axis=-1) > 0
-    wrong = jnp.sum((jnp.argmax(logits, -1) != targets) * weights, axis=-1)
+    wrong = jnp.sum((losses.argmax_last(logits) != targets) * weights, axis=-1)
     return {
         "cross_entropy": sums.cross_entropy, "weight": sums.weight, "correct": sums.correct,
         "sequences": jnp.sum(has_target).astype(jnp.float32),
