@@ -40,13 +40,13 @@ def test_cross_entropy_sums_match_numpy():
   assert float(sums.correct) == correct.sum()
 
 
-def test_argmax_last_is_jnp_argmax_ties_included():
+def test_first_argmax_is_jnp_argmax_ties_included():
   rng = np.random.default_rng(1)
   logits = rng.normal(size=(3, 4, 7)).astype(np.float32)
   logits[0, 0, [2, 5]] = 9.0            # a tie: the first maximum wins
   logits[1, 2, :] = 0.0                 # all equal: index 0
   logits[2, 3, 6] = np.inf
-  got = np.asarray(losses.argmax_last(jnp.asarray(logits)))
+  got = np.asarray(losses.first_argmax(jnp.asarray(logits)))
   np.testing.assert_array_equal(got, np.asarray(jnp.argmax(jnp.asarray(logits), -1)))
   assert got[0, 0] == 2 and got[1, 2] == 0 and got[2, 3] == 6
 

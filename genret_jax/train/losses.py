@@ -21,7 +21,7 @@ class LossSums(NamedTuple):
   correct: jax.Array         # sum_t w_t * [argmax == y_t]
 
 
-def argmax_last(logits: jax.Array) -> jax.Array:
+def first_argmax(logits: jax.Array) -> jax.Array:
   """jnp.argmax(logits, -1) (the first maximum), as two plain reductions.
 
   XLA:CPU runs argmax as one (value, index) reduction that does not
@@ -63,7 +63,7 @@ def cross_entropy_sums(logits: jax.Array, targets: jax.Array, weights: jax.Array
     normalizer = -(confidence * jnp.log(confidence)
                    + (vocab - 1) * low * jnp.log(low + 1e-20))
     nll = smooth_nll - normalizer
-  correct = (argmax_last(logits) == targets).astype(jnp.float32)
+  correct = (first_argmax(logits) == targets).astype(jnp.float32)
   return LossSums(
       cross_entropy=jnp.sum(nll * weights),
       z_loss=jnp.sum(z_loss * jnp.square(log_z) * weights),

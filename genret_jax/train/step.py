@@ -138,7 +138,7 @@ def make_eval_step(model: nn.Module) -> Callable[[Any, Batch], Metrics]:
     weights = batch["decoder_loss_weights"].astype(jnp.float32)
     sums = losses.cross_entropy_sums(logits, targets, weights)
     has_target = jnp.sum(weights, axis=-1) > 0
-    wrong = jnp.sum((losses.argmax_last(logits) != targets) * weights, axis=-1)
+    wrong = jnp.sum((losses.first_argmax(logits) != targets) * weights, axis=-1)
     return {
         "cross_entropy": sums.cross_entropy, "weight": sums.weight, "correct": sums.correct,
         "sequences": jnp.sum(has_target).astype(jnp.float32),
